@@ -1,0 +1,32 @@
+{#- Helpers for task synthesis (models/intermediate/int_synth_*). -#}
+
+{#- One gold operand: where the number lives and what it is. The oracle fetches it through sql_query. -#}
+{% macro operand_json(alias) -%}
+json_object(
+    'table', {{ alias }}.table_name,
+    'row_label_column', {{ alias }}.row_label_column,
+    'row_label', {{ alias }}.row_label,
+    'column', {{ alias }}.column_name,
+    'cell_text', {{ alias }}.cell_text,
+    'value', {{ alias }}.value
+)
+{%- endmacro %}
+
+{#- Deterministic choice of a surface variant from a key. -#}
+{% macro pick_variant(key, variants) -%}
+(case md5_number({{ key }}) % {{ variants | length }}
+    {%- for v in variants %}
+    when {{ loop.index0 }} then {{ v }}
+    {%- endfor %}
+end)
+{%- endmacro %}
+
+{#- Quoted, human-readable row label: 'state_taxes,_net_of_federal_effect' -> "state taxes, net of federal effect" -#}
+{% macro label_phrase(expr) -%}
+('"' || {{ humanize(expr) }} || '"')
+{%- endmacro %}
+
+{#- Short topic of a table from its description. -#}
+{% macro topic_phrase(expr) -%}
+(case when length({{ expr }}) > 110 then left({{ expr }}, 107) || '...' else {{ expr }} end)
+{%- endmacro %}

@@ -1,0 +1,35 @@
+"""The finqa-rl Dagster code location.
+
+    dagster dev -m orchestration.definitions      # UI at http://localhost:3000
+
+Assets: raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) -> environment snapshot.
+Checks: every dbt test, Great Expectations suites on tasks and world_cells, oracle pass rate on the snapshot.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.dbt import dbt_resource, finqa_dbt_models
+from orchestration.defs.raw import raw_assets
+from orchestration.defs.resources import default_resources
+from orchestration.defs.snapshot import snapshot_assets, snapshot_checks
+from orchestration.defs.validation import validation_checks
+
+# The main job: the whole asset graph with all checks, on local defaults.
+main_job = dg.define_asset_job(
+    "main", selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks()
+)
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """Definitions with the given resources (defaults: paths from orchestration.paths / env vars)."""
+    return dg.Definitions(
+        assets=[*raw_assets, finqa_dbt_models, *snapshot_assets],
+        asset_checks=[*validation_checks, *snapshot_checks],
+        jobs=[main_job],
+        resources={"dbt": dbt_resource(), **default_resources(), **(resources or {})},
+    )
+
+
+defs = build_definitions()

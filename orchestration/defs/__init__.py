@@ -1,0 +1,1 @@
+"""Dagster definitions by concern: resources, raw assets, dbt assets, validation checks, snapshot."""

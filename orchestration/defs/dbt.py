@@ -1,0 +1,66 @@
+"""dbt models (dbt_project/) as Dagster assets; dbt tests become Dagster asset checks.
+
+`dbt build` runs models and their tests in dependency order, so a failing test stops the models
+downstream of it. Each model's code version is the checksum of its SQL (dagster-dbt), and each
+materialisation records the data versions of its parents (`dagster/input_data_version/<asset>`).
+"""
+
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.defs.resources import WAREHOUSE_POOL, Warehouse
+from orchestration.paths import DBT_PROJECT_DIR
+
+# dbt from this interpreter's environment (works without activating .venv)
+DBT_EXECUTABLE = os.path.join(os.path.dirname(sys.executable), "dbt")
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()  # re-parses under `dagster dev`
+
+
+def prepare_manifest(force: bool = False) -> None:
+    """Write dbt_project/target/manifest.json (`dbt parse`) if missing or if forced.
+
+    `DbtProject.prepare_if_dev()` only runs under `dagster dev`; the main command and the tests call this.
+    """
+    if force or not dbt_project.manifest_path.exists():
+        subprocess.run(
+            [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+        )
+
+
+prepare_manifest()
+
+
+class FinQADbtTranslator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        # staging / intermediate / marts, from the model's folder
+        fqn = dbt_resource_props.get("fqn", [])
+        if dbt_resource_props.get("resource_type") == "seed":
+            return "curation_seeds"
+        return f"curation_{fqn[1]}" if len(fqn) > 2 else "curation"
+
+
+translator = FinQADbtTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_duplicate_source_asset_keys=True)
+)
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator, pool=WAREHOUSE_POOL)
+def finqa_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    # dbt reads the warehouse path from FINQA_RL_WAREHOUSE (dbt_project/profiles.yml)
+    os.environ["FINQA_RL_WAREHOUSE"] = str(warehouse.path)
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE)

@@ -1,0 +1,60 @@
+"""Shared fixtures. The expensive one, `pipeline`, runs the whole main job once per test session
+into a temporary warehouse and snapshot folder, on an ephemeral Dagster instance."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class PipelineRun:
+    result: object
+    instance: object
+    warehouse: Path
+    snapshots_root: Path
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> PipelineRun:
+    import dagster as dg
+
+    from orchestration import paths
+    from orchestration.defs.dbt import prepare_manifest
+    from orchestration.defs.resources import DataPaths, Warehouse
+
+    prepare_manifest(force=True)
+    from orchestration.definitions import build_definitions
+
+    root = tmp_path_factory.mktemp("pipeline")
+    warehouse = root / "warehouse.duckdb"
+    snapshots_root = root / "snapshots"
+    saved = os.environ.get("FINQA_RL_WAREHOUSE")
+    try:
+        defs = build_definitions(
+            {
+                "warehouse": Warehouse(path=str(warehouse)),
+                "data_paths": DataPaths(raw_root=str(paths.raw_root()), snapshots_root=str(snapshots_root)),
+            }
+        )
+        instance = dg.DagsterInstance.ephemeral()
+        result = defs.resolve_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+    finally:
+        if saved is None:
+            os.environ.pop("FINQA_RL_WAREHOUSE", None)
+        else:
+            os.environ["FINQA_RL_WAREHOUSE"] = saved
+    return PipelineRun(result, instance, warehouse, snapshots_root)
+
+
+@pytest.fixture(scope="session")
+def marts(pipeline):
+    """Read-only connection to the pipeline's warehouse."""
+    import duckdb
+
+    con = duckdb.connect(str(pipeline.warehouse), read_only=True)
+    yield con
+    con.close()
