@@ -58,3 +58,18 @@ def marts(pipeline):
     con = duckdb.connect(str(pipeline.warehouse), read_only=True)
     yield con
     con.close()
+
+
+@pytest.fixture(scope="session")
+def snapshot_dir(pipeline) -> Path:
+    """The environment snapshot the main job exported."""
+    from rl_assets.snapshot import latest_snapshot
+
+    return latest_snapshot(pipeline.snapshots_root)
+
+
+@pytest.fixture(scope="session")
+def tasks(snapshot_dir) -> list[dict]:
+    from rl_assets.oracle import load_tasks
+
+    return load_tasks(snapshot_dir)

@@ -90,6 +90,9 @@ tatqa as (
             when answer_type <> 'arithmetic' then 'non_arithmetic_answer'
             when answer_from = 'text' then 'number_from_text'
             when derivation_value is null then 'program_not_executable'
+            -- '3 + (13) + 26': a bare parenthesised number is an accounting negative to TAT-QA but plain
+            -- arithmetic to a calculator; such derivations are ambiguous as a gold program
+            when regexp_matches(derivation, '\(\s*-?\d[\d,]*(\.\d+)?\s*\)') then 'ambiguous_derivation'
             when coalesce(n_unmatched, 0) > 0 then 'number_from_text'
             when coalesce(n_matched, 0) = 0 then 'no_table_numbers'
             else 'ok'

@@ -22,7 +22,7 @@ select
     c.column_index,
     c.column_name,
     l.row_label,
-    c.cell_text,
+    trim(c.cell_text) as cell_text,
     c.value,
     c.value_kind
 from cells as c

@@ -1,0 +1,749 @@
+"""Throughput and latency of the FinQA tool environment on a real snapshot, against a baseline.
+
+    .venv/bin/python benchmarks/env_throughput.py                        # newest snapshot, 2000 calls/tool
+    .venv/bin/python benchmarks/env_throughput.py --snapshot data/snapshots/<hash> --json-out bench.json
+    .venv/bin/python benchmarks/env_throughput.py --profile 500          # + cProfile / phase breakdown of sql_query
+
+What it measures (every number comes from the same run, on the same machine):
+
+1. Each tool of `rl_assets.env.FinQAEnv` (get_descriptions, get_table_info, sql_query, calculator,
+   submit_answer) with one environment in one thread: calls/s and p50 / p99 latency.
+2. The same with N concurrent environments (default 8 threads, each its own FinQAEnv on the same
+   snapshot; the World and its DuckDB connection are shared per process by design): aggregate calls/s
+   and p50 / p99 of all calls.
+3. The same sql_query workload through a baseline that mimics the reference OpenEnv FinQA
+   environment: per call, read the table's raw JSON (data/raw/sec10k_tables/<company>/<table>.json),
+   load it into a fresh in-memory sqlite3 database (one TEXT column per JSON column), run the
+   equivalent query, fetch, close. 1 thread and N threads, and the speed-up env / baseline.
+   Before timing, every distinct query is run through both paths and their cell texts compared.
+
+Workloads are built from the snapshot's tasks (gold operands), sampled deterministically with --seed:
+sql_query uses `SELECT "<column>" FROM <table> WHERE "<row_label_column>" = '<row_label>'` for the gold
+operands of sec10k tasks (the only source whose raw tables exist as JSON files); the other tools use
+operands / expressions / answers of all tasks.
+
+Timing: time.perf_counter_ns() around each tool call (latency); calls/s = calls / wall time of the
+measured phase (includes the harness loop and, every EPISODE_CALLS calls and before every
+submit_answer, an untimed env.reset()). Every phase is warmed up first. With several threads,
+each thread runs calls/threads calls and the wall time spans first start to last finish.
+
+Targets (spec): sql_query p50 < 1 ms and >= 20x the baseline's throughput. PASS/FAIL is printed;
+the exit status is 0 either way (non-zero only if the benchmark itself cannot run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import sqlite3
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+import duckdb  # noqa: E402
+
+from rl_assets import sandbox  # noqa: E402
+from rl_assets.env import FinQAEnv, load_world  # noqa: E402
+from rl_assets.snapshot import latest_snapshot, read_manifest  # noqa: E402
+
+TOOLS = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
+EPISODE_CALLS = 50  # untimed env.reset() every this many calls (keeps the per-episode call log realistic)
+SQL_P50_TARGET_MS = 1.0
+SPEEDUP_TARGET = 20.0
+_SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ----------------------------------------------------------------------------- workload
+@dataclass(frozen=True)
+class SqlItem:
+    world_id: str
+    table: str
+    row_label_column: str
+    row_label: str
+    column: str
+    gold_cell_text: str | None
+    query: str
+
+
+@dataclass
+class Workload:
+    tasks: list[dict[str, Any]]  # rows of tasks.parquet (all sources), for reset()
+    descriptions: list[str]  # company names
+    table_infos: list[tuple[str, str]]  # (company, table)
+    sql: list[SqlItem]
+    expressions: list[str]
+    answers: list[str]
+    sql_population: int = 0  # sec10k gold operands considered
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> operands skipped
+    column_mismatch_tables: list[dict[str, Any]] = field(default_factory=list)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(name: str) -> str:
+    return name if _SIMPLE_IDENTIFIER.match(name) else quote_ident(name)
+
+
+def quote_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_query(table: str, column: str, row_label_column: str, row_label: str) -> str:
+    return (
+        f"SELECT {quote_ident(column)} FROM {quote_table(table)} "
+        f"WHERE {quote_ident(row_label_column)} = {quote_str(row_label)}"
+    )
+
+
+def normalize_identifier(name: str) -> str:
+    """Approximation of the dbt macro: lower case, runs of non-alphanumerics -> '_'."""
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def _operands(task: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = task.get("gold_operands")
+    if not raw:
+        return []
+    try:
+        ops = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return [o for o in ops if isinstance(o, dict)] if isinstance(ops, list) else []
+
+
+def _expression(task: dict[str, Any], rng: random.Random) -> str:
+    """The task's template expression with its operand values substituted (a0, a1, ...), else a synthetic one."""
+    expr = task.get("gold_expression") or ""
+    ops = _operands(task)
+    values = [o.get("value") for o in ops]
+    if task.get("gold_program_kind") == "template" and values and all(isinstance(v, (int, float)) for v in values):
+        out = re.sub(r"\ba(\d+)\b", lambda m: repr(float(values[int(m.group(1))])) if int(m.group(1)) < len(values) else m.group(0), expr)
+        if not re.search(r"\ba\d+\b", out):
+            return out
+    a, b = rng.uniform(1, 1e5), rng.uniform(1, 1e5)
+    return f"({a:.2f} - {b:.2f}) / {b:.2f} * 100"
+
+
+def build_workload(snapshot: Path, raw_dir: Path, world_columns: dict[tuple[str, str], tuple[str, ...]],
+                   n: int, seed: int) -> Workload:
+    con = duckdb.connect()
+    try:
+        cur = con.execute(f"SELECT * FROM read_parquet('{snapshot / 'tasks.parquet'}') ORDER BY task_id")
+        names = [d[0] for d in cur.description]
+        tasks = [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+    if not tasks:
+        raise SystemExit(f"no tasks in {snapshot / 'tasks.parquet'}")
+    rng = random.Random(seed)
+
+    # --- sql_query workload: gold operands of sec10k tasks whose raw JSON table exists and matches
+    json_columns: dict[tuple[str, str], list[str] | None] = {}
+    skipped: dict[str, int] = {}
+    mismatch_tables: list[dict[str, Any]] = []
+    items: list[SqlItem] = []
+    population = 0
+    for task in tasks:
+        if task.get("source") != "sec10k":
+            continue
+        for op in _operands(task):
+            population += 1
+            world_id, table = task["world_id"], op.get("table")
+            column, rlc, label = op.get("column"), op.get("row_label_column"), op.get("row_label")
+            if not all(isinstance(x, str) for x in (table, column, rlc, label)):
+                skipped["incomplete_operand"] = skipped.get("incomplete_operand", 0) + 1
+                continue
+            key = (world_id, table)
+            if key not in json_columns:
+                path = raw_dir / "sec10k_tables" / world_id / f"{table}.json"
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    json_columns[key] = list(data) if isinstance(data, dict) else None
+                except (OSError, ValueError):
+                    json_columns[key] = None
+                cols = json_columns[key]
+                wcols = world_columns.get(key)
+                if cols is not None and wcols is not None and tuple(cols) != tuple(wcols):
+                    mismatch_tables.append({
+                        "world_id": world_id, "table": table,
+                        "only_in_json": [c for c in cols if c not in wcols],
+                        "only_in_world": [c for c in wcols if c not in cols],
+                        "normalised_json_equals_world": [normalize_identifier(c) for c in cols] == list(wcols),
+                    })
+            cols = json_columns[key]
+            if cols is None:
+                skipped["no_raw_json"] = skipped.get("no_raw_json", 0) + 1
+                continue
+            if column not in cols or rlc not in cols:
+                skipped["column_not_in_json"] = skipped.get("column_not_in_json", 0) + 1
+                continue
+            items.append(SqlItem(world_id, table, rlc, label, column, op.get("cell_text"),
+                                 build_query(table, column, rlc, label)))
+    if not items:
+        raise SystemExit("no sec10k gold operand has a raw JSON table: check --raw-dir")
+    sql = rng.choices(items, k=n)
+
+    # --- other tools: all tasks
+    picked = rng.choices(tasks, k=n)
+    descriptions = [t["world_id"] for t in picked]
+    table_infos: list[tuple[str, str]] = []
+    for t in rng.choices(tasks, k=n * 2):
+        ops = _operands(t)
+        if ops and isinstance(ops[0].get("table"), str):
+            table_infos.append((t["world_id"], rng.choice(ops)["table"]))
+        if len(table_infos) == n:
+            break
+    while len(table_infos) < n:  # tasks without operands: fall back to any table of the world
+        table_infos.append(table_infos[len(table_infos) % max(len(table_infos), 1)] if table_infos
+                           else (sql[0].world_id, sql[0].table))
+    expressions = [_expression(t, rng) for t in rng.choices(tasks, k=n)]
+    answers = []
+    for t in rng.choices(tasks, k=n):
+        g = t.get("gold_answer_text")
+        answers.append(g if isinstance(g, str) and g.strip() else f"{rng.uniform(-1e4, 1e4):.2f}")
+    return Workload(tasks, descriptions, table_infos, sql, expressions, answers,
+                    sql_population=population, skipped=skipped, column_mismatch_tables=mismatch_tables)
+
+
+# ----------------------------------------------------------------------------- baseline
+def _cell_text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def baseline_sql_query(raw_dir: Path, item: SqlItem) -> list[tuple]:
+    """Reference-style tool call: JSON file -> fresh in-memory sqlite3 table -> query -> fetch -> close."""
+    path = raw_dir / "sec10k_tables" / item.world_id / f"{item.table}.json"
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    columns = list(data)
+    row_keys = sorted({k for cells in data.values() for k in cells}, key=int)
+    rows = [tuple(_cell_text(data[c].get(r)) for c in columns) for r in row_keys]
+    con = sqlite3.connect(":memory:")
+    try:
+        con.execute(f"CREATE TABLE {quote_ident(item.table)} ({', '.join(quote_ident(c) + ' TEXT' for c in columns)})")
+        con.executemany(f"INSERT INTO {quote_ident(item.table)} VALUES ({', '.join('?' * len(columns))})", rows)
+        return con.execute(item.query).fetchall()
+    finally:
+        con.close()
+
+
+def reference_sql_query(raw_dir: Path, item: SqlItem) -> str:
+    """The reference OpenEnv FinQA tool (envs/finqa_env/server/tools.py, FinQATools.sql_query) minus its
+    regex filter check: pandas read_json -> DataFrame.to_sql into a fresh in-memory sqlite3 database ->
+    pd.read_sql_query -> to_json(orient="records")."""
+    import pandas as pd
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        df = pd.read_json(raw_dir / "sec10k_tables" / item.world_id / f"{item.table}.json")
+        df.to_sql(item.table, conn, index=False, if_exists="replace")
+        return pd.read_sql_query(item.query, conn).to_json(orient="records")
+    finally:
+        conn.close()
+
+
+# ----------------------------------------------------------------------------- harness
+@dataclass
+class Measurement:
+    name: str
+    threads: int
+    calls: int
+    wall_s: float
+    latencies_ns: list[int]
+    errors: int = 0
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.calls / self.wall_s if self.wall_s > 0 else float("inf")
+
+    def pct_ms(self, p: float) -> float:
+        return percentile(self.latencies_ns, p) / 1e6
+
+    def asdict(self) -> dict[str, Any]:
+        lat = self.latencies_ns
+        return {
+            "threads": self.threads,
+            "calls": self.calls,
+            "wall_s": round(self.wall_s, 6),
+            "calls_per_s": round(self.calls_per_s, 2),
+            "p50_ms": round(self.pct_ms(50), 4),
+            "p90_ms": round(self.pct_ms(90), 4),
+            "p99_ms": round(self.pct_ms(99), 4),
+            "mean_ms": round(sum(lat) / len(lat) / 1e6, 4) if lat else None,
+            "max_ms": round(max(lat) / 1e6, 4) if lat else None,
+            "errors": self.errors,
+        }
+
+
+def percentile(values: list[int], p: float) -> float:
+    """Linear-interpolated percentile (like numpy's default)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+# An op is (call, before): `call(ctx)` is timed and returns the tool's text; `before(ctx)` (may be None)
+# runs untimed before it. ctx is the thread's FinQAEnv (or None for the baseline).
+Op = Callable[[Any], Any]
+
+
+def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list[Op],
+              before: Callable[[Any, int], None] | None, warmup: int,
+              is_error: Callable[[Any], bool]) -> Measurement:
+    """Run `ops` split over `threads` threads (thread i: ops[i::threads]), each with its own context."""
+    shares = [ops[i::threads] for i in range(threads)]
+    results: list[tuple[list[int], int, int, int] | None] = [None] * threads
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def worker(i: int) -> None:
+        try:
+            ctx = make_ctx(i)
+            share = shares[i]
+            for j, op in enumerate(share[: warmup] or share[:1]):  # warm-up on the thread's own ops
+                if before is not None:
+                    before(ctx, j)
+                op(ctx)
+            if before is not None:
+                before(ctx, -1)
+            lat: list[int] = []
+            errors = 0
+            clock = time.perf_counter_ns
+            barrier.wait()
+            start = clock()
+            for j, op in enumerate(share):
+                if before is not None:
+                    before(ctx, j)
+                t0 = clock()
+                out = op(ctx)
+                lat.append(clock() - t0)
+                if is_error(out):
+                    errors += 1
+            end = clock()
+            results[i] = (lat, errors, start, end)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+            barrier.abort()
+
+    if threads == 1:
+        worker(0)
+    else:
+        ts = [threading.Thread(target=worker, args=(i,), name=f"bench-{i}") for i in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    if failures:
+        raise RuntimeError(f"{name}: worker failed: {failures[0]!r}") from failures[0]
+    done = [r for r in results if r is not None]
+    lat = [x for r in done for x in r[0]]
+    wall_ns = max(r[3] for r in done) - min(r[2] for r in done)
+    return Measurement(name, threads, len(lat), wall_ns / 1e9, lat, sum(r[1] for r in done))
+
+
+def env_ops(workload: Workload, tool: str) -> list[Op]:
+    if tool == "get_descriptions":
+        return [lambda env, c=c: env.get_descriptions(c) for c in workload.descriptions]
+    if tool == "get_table_info":
+        return [lambda env, c=c, t=t: env.get_table_info(c, t) for c, t in workload.table_infos]
+    if tool == "sql_query":
+        return [lambda env, it=it: env.sql_query(it.world_id, it.table, it.query) for it in workload.sql]
+    if tool == "calculator":
+        return [lambda env, e=e: env.calculator(e) for e in workload.expressions]
+    if tool == "submit_answer":
+        return [lambda env, a=a: env.submit_answer(a) for a in workload.answers]
+    raise ValueError(tool)
+
+
+def env_before(workload: Workload, tool: str) -> Callable[[Any, int], None]:
+    tasks = workload.tasks
+    if tool == "submit_answer":  # only the first submission of an episode counts: a new episode per call
+        return lambda env, j: env.reset(**tasks[j % len(tasks)])
+    return lambda env, j: env.reset(**tasks[j % len(tasks)]) if j % EPISODE_CALLS == 0 else None
+
+
+def is_env_error(text: Any) -> bool:
+    return isinstance(text, str) and text.startswith("Error")
+
+
+# ----------------------------------------------------------------------------- verification
+def _first_values(text: str) -> list[Any] | None:
+    try:
+        records = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(records, list):
+        return None
+    return [next(iter(r.values())) if isinstance(r, dict) and r else None for r in records]
+
+
+def verify(workload: Workload, raw_dir: Path, snapshot: Path, reference: bool) -> dict[str, Any]:
+    """Run every distinct sql_query of the workload through env and baseline(s); compare cell texts."""
+    env = FinQAEnv(snapshot=snapshot)
+    distinct = list(dict.fromkeys(workload.sql))
+    mismatches: list[dict[str, Any]] = []
+    env_errors = 0
+    gold_found_env = gold_found_base = 0
+    empty = 0
+    ref_mismatches: list[dict[str, Any]] = []
+    for it in distinct:
+        text = env.sql_query(it.world_id, it.table, it.query)
+        env_cells = _first_values(text)
+        if env_cells is None:
+            env_errors += 1
+        base_cells = [r[0] for r in baseline_sql_query(raw_dir, it)]
+        if not base_cells:
+            empty += 1
+        if env_cells is not None and it.gold_cell_text in env_cells:
+            gold_found_env += 1
+        if it.gold_cell_text in base_cells:
+            gold_found_base += 1
+        if env_cells != base_cells:
+            mismatches.append({"world_id": it.world_id, "table": it.table, "query": it.query,
+                               "env": env_cells if env_cells is not None else text[:300], "baseline": base_cells})
+        if reference:
+            try:
+                ref_text = reference_sql_query(raw_dir, it)
+            except Exception as e:  # noqa: BLE001 - the reference returns errors as text
+                ref_text = f"Error executing query: {e}"
+            ref_cells = _first_values(ref_text)
+            if ref_cells != env_cells:
+                ref_mismatches.append({"world_id": it.world_id, "table": it.table, "query": it.query,
+                                       "env": env_cells, "reference": ref_cells if ref_cells is not None else ref_text[:300]})
+    return {
+        "distinct_queries": len(distinct),
+        "mismatches": len(mismatches),
+        "env_errors": env_errors,
+        "empty_results": empty,
+        "gold_cell_found_env": gold_found_env,
+        "gold_cell_found_baseline": gold_found_base,
+        "mismatch_examples": mismatches[:10],
+        "reference_mismatches": len(ref_mismatches) if reference else None,
+        "reference_mismatch_examples": ref_mismatches[:10],
+    }
+
+
+# ----------------------------------------------------------------------------- profiling
+def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
+    """cProfile n sql_query calls, and time each phase of sandbox.run_query separately (mean µs/call)."""
+    env = FinQAEnv(snapshot=snapshot)
+    items = workload.sql[:n] if len(workload.sql) >= n else (workload.sql * (n // len(workload.sql) + 1))[:n]
+    for it in items[:100]:
+        env.sql_query(it.world_id, it.table, it.query)
+    prof = cProfile.Profile()
+    prof.enable()
+    for j, it in enumerate(items):
+        if j % EPISODE_CALLS == 0:
+            env.reset(**workload.tasks[0])
+        env.sql_query(it.world_id, it.table, it.query)
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(20)
+
+    phases: dict[str, float] = {}
+    try:  # private helpers of rl_assets.sandbox: best effort, skipped if they change
+        import sqlglot
+
+        world = load_world(snapshot)
+        limits = sandbox.SandboxLimits()
+        cols = {it: list(world.tables[it.world_id][it.table].columns) for it in set(items)}
+        clock = time.perf_counter_ns
+
+        def timed(label: str, fn: Callable[[SqlItem], Any]) -> list[Any]:
+            out = []
+            t0 = clock()
+            for it in items:
+                out.append(fn(it))
+            phases[label] = (clock() - t0) / len(items) / 1e3
+            return out
+
+        timed("env.sql_query (whole tool call)", lambda it: env.sql_query(it.world_id, it.table, it.query))
+        timed("sandbox.run_query", lambda it: sandbox.run_query(world.con, it.world_id, it.table, it.query, limits, cols[it]))
+        timed("  sqlglot.parse (duckdb dialect)", lambda it: sqlglot.parse(it.query, read="duckdb"))
+        sqls = timed("  _validate_and_rewrite (parse+checks+rewrite+.sql())",
+                     lambda it: sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it])[0])
+        stmts = [sqlglot.parse_one(it.query, read="duckdb") for it in items]
+        t0 = clock()
+        for s, it in zip(stmts, items):
+            sandbox._rewrite(s, it.world_id, it.table)
+        phases["    _rewrite (transform, copy=True)"] = (clock() - t0) / len(items) / 1e3
+        rewritten = [sandbox._rewrite(s, it.world_id, it.table)[0] for s, it in zip(stmts, items)]
+        t0 = clock()
+        for r in rewritten:
+            r.sql(dialect="duckdb", comments=False)
+        phases["    .sql(dialect='duckdb') generation"] = (clock() - t0) / len(items) / 1e3
+        t0 = clock()
+        for sql in sqls:
+            sandbox._execute(world.con, sql, limits, {})
+        phases["  _execute (cursor+timer+execute+fetch+render)"] = (clock() - t0) / len(items) / 1e3
+        t0 = clock()
+        for _ in items:
+            world.con.cursor().close()
+        phases["    con.cursor() + close()"] = (clock() - t0) / len(items) / 1e3
+        t0 = clock()
+        for _ in items:
+            t = threading.Timer(limits.timeout_s, lambda: None)
+            t.daemon = True
+            t.start()
+            t.cancel()
+            t.join()
+        phases["    threading.Timer start+cancel+join"] = (clock() - t0) / len(items) / 1e3
+        cur = world.con.cursor()
+        results = []
+        t0 = clock()
+        for sql in sqls:
+            cur.execute(f"SELECT * FROM ({sql}) AS q LIMIT {limits.max_rows + 1}")
+            names = [d[0] for d in cur.description]
+            results.append((names, cur.fetchall()))
+        phases["    DuckDB execute+fetchall (reused cursor)"] = (clock() - t0) / len(items) / 1e3
+        cur.close()
+        t0 = clock()
+        for names, rows in results:
+            sandbox._render(names, rows, limits)
+        phases["    _render (JSON)"] = (clock() - t0) / len(items) / 1e3
+        t0 = clock()
+        for it in items:
+            env._calls.clear() if len(env._calls) > EPISODE_CALLS else None
+            env._call("sql_query", {"company_name": it.world_id, "table_name": it.table, "query": it.query},
+                      lambda **kw: ("", None, 0))
+        phases["  env._call bookkeeping (ToolCall record)"] = (clock() - t0) / len(items) / 1e3
+    except Exception as e:  # noqa: BLE001
+        phases["error"] = f"{type(e).__name__}: {e}"  # type: ignore[assignment]
+    return {"calls": len(items), "cprofile": buf.getvalue(), "phases_us": phases}
+
+
+# ----------------------------------------------------------------------------- main
+def default_snapshot_dir() -> Path | None:
+    try:
+        return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", str(REPO_ROOT / "data" / "snapshots")))
+    except FileNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    import sqlglot
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "duckdb": duckdb.__version__,
+        "sqlglot": getattr(sqlglot, "__version__", "?"),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--snapshot", type=Path, default=None,
+                    help="snapshot directory (default: newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots)")
+    ap.add_argument("--raw-dir", type=Path, default=REPO_ROOT / "data" / "raw",
+                    help="raw data root holding sec10k_tables/ (default: data/raw)")
+    ap.add_argument("--calls", type=int, default=2000, help="measured calls per tool and phase (default 2000)")
+    ap.add_argument("--threads", type=int, default=8, help="concurrent environments for the multi-thread phase (default 8)")
+    ap.add_argument("--warmup", type=int, default=200, help="warm-up calls per phase (split over threads; default 200)")
+    ap.add_argument("--seed", type=int, default=0, help="workload sampling seed (default 0)")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write all numbers as JSON here")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the second, pandas-based baseline (the reference OpenEnv tool's exact code path)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also cProfile N sql_query calls and time each phase of run_query (default: off)")
+    args = ap.parse_args(argv)
+
+    snapshot = args.snapshot or default_snapshot_dir()
+    if snapshot is None or not (snapshot / "manifest.json").exists():
+        ap.error("no snapshot found: pass --snapshot or set FINQA_RL_SNAPSHOTS_DIR")
+    snapshot = snapshot.resolve()
+    raw_dir = args.raw_dir.resolve()
+    if args.calls < args.threads:
+        ap.error("--calls must be at least --threads")
+    manifest = read_manifest(snapshot)
+    started = time.perf_counter()
+
+    t0 = time.perf_counter()
+    world = load_world(snapshot)
+    world_load_s = time.perf_counter() - t0
+    world_columns = {(w, t): info.columns for w, tables in world.tables.items() for t, info in tables.items()}
+    workload = build_workload(snapshot, raw_dir, world_columns, args.calls, args.seed)
+    print(f"snapshot {manifest.get('snapshot_hash')} ({snapshot}); world loaded in {world_load_s:.2f}s; "
+          f"{len(workload.tasks)} tasks; sql workload: {args.calls} queries sampled from "
+          f"{len(set(workload.sql))} distinct / {workload.sql_population} sec10k gold operands", flush=True)
+
+    with_reference = not args.no_reference
+    verification = verify(workload, raw_dir, snapshot, with_reference)
+    print(f"verification: {verification['distinct_queries']} distinct queries, "
+          f"{verification['mismatches']} env/baseline mismatches, {verification['env_errors']} env errors"
+          + (f", {verification['reference_mismatches']} env/pandas-reference mismatches" if with_reference else ""),
+          flush=True)
+
+    def new_env(_i: int) -> FinQAEnv:
+        env = FinQAEnv(snapshot=snapshot)
+        env.reset(**workload.tasks[0])
+        return env
+
+    results: dict[str, dict[int, Measurement]] = {}
+    thread_counts = [1] if args.threads <= 1 else [1, args.threads]
+    for tool in TOOLS:
+        ops = env_ops(workload, tool)
+        before = env_before(workload, tool)
+        for n in thread_counts:
+            m = run_phase(tool, n, new_env, ops, before, max(args.warmup // n, 1), is_env_error)
+            results.setdefault(tool, {})[n] = m
+            print(f"  {tool:<17} x{n}: {m.calls_per_s:10.0f} calls/s  p50 {m.pct_ms(50):.3f} ms  "
+                  f"p99 {m.pct_ms(99):.3f} ms", flush=True)
+
+    base_ops = [lambda _ctx, it=it: baseline_sql_query(raw_dir, it) for it in workload.sql]
+    baseline: dict[int, Measurement] = {}
+    for n in thread_counts:
+        baseline[n] = run_phase("baseline_sql_query", n, lambda _i: None, base_ops, None,
+                                max(args.warmup // n, 1), lambda _out: False)
+        m = baseline[n]
+        print(f"  {'baseline sqlite3':<17} x{n}: {m.calls_per_s:10.0f} calls/s  p50 {m.pct_ms(50):.3f} ms  "
+              f"p99 {m.pct_ms(99):.3f} ms", flush=True)
+
+    reference: dict[int, Measurement] = {}
+    if with_reference:
+        ref_ops = [lambda _ctx, it=it: reference_sql_query(raw_dir, it) for it in workload.sql]
+        for n in thread_counts:
+            reference[n] = m = run_phase("reference_sql_query", n, lambda _i: None, ref_ops, None,
+                                         max(args.warmup // n, 1), lambda _out: False)
+            print(f"  {'pandas reference':<17} x{n}: {m.calls_per_s:10.0f} calls/s  p50 {m.pct_ms(50):.3f} ms  "
+                  f"p99 {m.pct_ms(99):.3f} ms", flush=True)
+
+    prof = profile_sql(workload, snapshot, args.profile) if args.profile > 0 else None
+    total_s = time.perf_counter() - started
+
+    # ------------------------------------------------------------------ report
+    speedups = {n: results["sql_query"][n].calls_per_s / baseline[n].calls_per_s for n in thread_counts}
+    ref_speedups = {n: results["sql_query"][n].calls_per_s / reference[n].calls_per_s for n in reference}
+    sql1 = results["sql_query"][1]
+    p50_ok = sql1.pct_ms(50) < SQL_P50_TARGET_MS
+    speed_ok = speedups[1] >= SPEEDUP_TARGET
+    info = machine_info()
+
+    out = io.StringIO()
+    w = out.write
+    w(f"\n## FinQAEnv throughput — snapshot `{manifest.get('snapshot_hash')}`\n\n")
+    w(f"Python {info['python']} · {info['cpu_count']} CPUs (affinity {info['cpu_affinity']}) · "
+      f"DuckDB {info['duckdb']} · sqlglot {info['sqlglot']} · SQLite {info['sqlite']} · "
+      f"{args.calls} calls per row · seed {args.seed}\n\n")
+    w("| tool | threads | calls | calls/s | p50 ms | p99 ms | errors |\n")
+    w("|---|---:|---:|---:|---:|---:|---:|\n")
+    for tool in TOOLS:
+        for n in thread_counts:
+            m = results[tool][n]
+            w(f"| {tool} | {n} | {m.calls} | {m.calls_per_s:,.0f} | {m.pct_ms(50):.3f} | {m.pct_ms(99):.3f} | {m.errors} |\n")
+    for n in thread_counts:
+        m = baseline[n]
+        w(f"| baseline sql (JSON→sqlite3 per call) | {n} | {m.calls} | {m.calls_per_s:,.0f} | "
+          f"{m.pct_ms(50):.3f} | {m.pct_ms(99):.3f} | – |\n")
+    for n, m in reference.items():
+        w(f"| reference sql (pandas read_json→to_sql→read_sql_query) | {n} | {m.calls} | {m.calls_per_s:,.0f} | "
+          f"{m.pct_ms(50):.3f} | {m.pct_ms(99):.3f} | – |\n")
+    w("\n| sql_query speed-up: env calls/s ÷ | threads | value |\n|---|---:|---:|\n")
+    for n in thread_counts:
+        w(f"| baseline (JSON→sqlite3) | {n} | {speedups[n]:.2f}× |\n")
+    for n, v in ref_speedups.items():
+        w(f"| pandas reference | {n} | {v:.2f}× |\n")
+    w(f"\nVerification: {verification['distinct_queries']} distinct queries run through both paths — "
+      f"{verification['mismatches']} cell-text mismatches, {verification['env_errors']} env errors, "
+      f"{verification['empty_results']} empty results; gold cell text found: env "
+      f"{verification['gold_cell_found_env']}, baseline {verification['gold_cell_found_baseline']}"
+      + (f"; env vs pandas reference: {verification['reference_mismatches']} mismatches" if with_reference else "")
+      + ".\n")
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(workload.skipped.items())) or "none"
+    w(f"Sec10k gold operands: {workload.sql_population}; skipped: {skipped}; tables whose JSON columns differ "
+      f"from the world's: {len(workload.column_mismatch_tables)}.\n")
+    for mm in verification["mismatch_examples"][:5]:
+        w(f"  mismatch: {mm['world_id']}/{mm['table']}: {mm['query']} -> env {mm['env']!r} vs baseline {mm['baseline']!r}\n")
+    for mm in verification["reference_mismatch_examples"][:3]:
+        w(f"  reference differs: {mm['world_id']}/{mm['table']}: {mm['query']} -> env {mm['env']!r} vs pandas {mm['reference']!r}\n")
+    for mm in workload.column_mismatch_tables[:5]:
+        w(f"  column mismatch: {mm['world_id']}/{mm['table']}: only in JSON {mm['only_in_json']}, "
+          f"only in world {mm['only_in_world']}\n")
+    w(f"\n{'PASS' if p50_ok else 'FAIL'}: sql_query p50 {sql1.pct_ms(50):.3f} ms (target < {SQL_P50_TARGET_MS:g} ms, 1 thread)\n")
+    w(f"{'PASS' if speed_ok else 'FAIL'}: sql_query throughput {speedups[1]:.2f}× the baseline "
+      f"(target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
+    if len(thread_counts) > 1:
+        w(f"; {speedups[thread_counts[-1]]:.2f}× with {thread_counts[-1]} threads")
+    if ref_speedups:
+        w(f"\n{'PASS' if ref_speedups[1] >= SPEEDUP_TARGET else 'FAIL'} (info): sql_query throughput "
+          f"{ref_speedups[1]:.2f}× the pandas reference (target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
+        if len(ref_speedups) > 1:
+            w(f"; {ref_speedups[thread_counts[-1]]:.2f}× with {thread_counts[-1]} threads")
+    w(f"\nTotal benchmark time {total_s:.1f}s.\n")
+    if prof is not None:
+        w(f"\n### sql_query profile ({prof['calls']} calls)\n\nPhase means (µs per call, each phase timed separately):\n\n")
+        w("| phase | µs/call |\n|---|---:|\n")
+        for k, v in prof["phases_us"].items():
+            w(f"| {k} | {v:.1f} |\n" if isinstance(v, float) else f"| {k} | {v} |\n")
+        w("\n```\n" + prof["cprofile"].strip() + "\n```\n")
+    print(out.getvalue(), flush=True)
+
+    if args.json_out:
+        payload = {
+            "snapshot": str(snapshot),
+            "snapshot_hash": manifest.get("snapshot_hash"),
+            "machine": info,
+            "params": {"calls": args.calls, "threads": args.threads, "warmup": args.warmup, "seed": args.seed,
+                       "raw_dir": str(raw_dir), "episode_calls": EPISODE_CALLS},
+            "world_load_s": round(world_load_s, 4),
+            "tools": {tool: {str(n): m.asdict() for n, m in results[tool].items()} for tool in TOOLS},
+            "baseline_sql_query": {str(n): m.asdict() for n, m in baseline.items()},
+            "reference_sql_query": {str(n): m.asdict() for n, m in reference.items()} or None,
+            "speedup_sql_query": {str(n): round(v, 3) for n, v in speedups.items()},
+            "speedup_sql_query_vs_reference": {str(n): round(v, 3) for n, v in ref_speedups.items()} or None,
+            "targets": {
+                "sql_query_p50_ms": {"target": SQL_P50_TARGET_MS, "value": round(sql1.pct_ms(50), 4), "pass": p50_ok},
+                "sql_query_speedup": {"target": SPEEDUP_TARGET, "value": round(speedups[1], 3), "pass": speed_ok},
+                "sql_query_speedup_vs_reference": ({"target": SPEEDUP_TARGET, "value": round(ref_speedups[1], 3),
+                                                    "pass": ref_speedups[1] >= SPEEDUP_TARGET} if ref_speedups else None),
+            },
+            "verification": verification,
+            "workload": {"sec10k_operands": workload.sql_population, "skipped": workload.skipped,
+                         "distinct_sql_queries": len(set(workload.sql)),
+                         "column_mismatch_tables": workload.column_mismatch_tables},
+            "profile": {"calls": prof["calls"], "phases_us": prof["phases_us"]} if prof else None,
+            "total_s": round(total_s, 2),
+        }
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""The FinQA tool environment: an agent answers a financial question by listing a company's tables,
+inspecting their schema, running filtered SQL, calculating, and submitting an answer.
+
+    from rl_assets.env import FinQAEnv
+    env = FinQAEnv(snapshot="data/snapshots/<hash>")
+    prompt = env.reset(**task_row)              # a row of the snapshot's tasks.parquet
+    env.get_descriptions("apple")
+    env.get_table_info("apple", "us_gaap_ScheduleOfComponentsOfIncomeTaxExpenseBenefitTableTextBlock")
+    env.sql_query("apple", "us_gaap_...", "SELECT \"2024\" FROM us_gaap_... WHERE category = 'federal'")
+    env.calculator("(29749 - 16741) / 16741 * 100")
+    env.submit_answer("77.7%")
+    env.get_reward()                            # 1.0 if correct else 0.0
+    env.report                                  # telemetry + behaviour rubric (JSON-serialisable)
+
+Compatible with TRL 1.16 `GRPOTrainer(environment_factory=lambda: FinQAEnv(snapshot=...))`: the public
+methods are the tools (their docstrings become the tool schema), `reset(**row)` starts an episode and
+`get_reward()` grades it. Every tool returns a string and never raises: errors are clear messages
+that name what exists. The world's tables are real relational DuckDB tables opened read-only from the
+snapshot (rl_assets.sandbox), shared by all environments of a process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from rl_assets import calculator as calc
+from rl_assets import grading, sandbox
+from rl_assets.snapshot import WORLD_DB, latest_snapshot
+from rl_assets.telemetry import ToolCall, behaviour_rubric
+
+DESCRIPTION_CHARS = 160  # per table in get_descriptions
+TABLE_LIST_CHARS = 3500  # table names listed in an unknown-table error
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    world_id: str
+    table_name: str
+    description: str
+    columns: tuple[str, ...]
+    row_label_column: str
+    row_labels: tuple[str, ...]
+    value_kinds: dict[str, list[str]]  # column -> kinds of numbers found in it (currency, percent, ...)
+
+
+class World:
+    """The tables of every company in a snapshot, and one hardened read-only DuckDB connection to them."""
+
+    def __init__(self, snapshot: Path, limits: sandbox.SandboxLimits):
+        self.snapshot = snapshot
+        self.limits = limits
+        self.con = sandbox.open_world_db(snapshot / WORLD_DB, limits)
+        self.tables: dict[str, dict[str, TableInfo]] = {}
+        self._by_lower: dict[str, dict[str, str]] = {}
+        meta = duckdb.connect()
+        try:
+            tables = meta.execute(
+                f"SELECT world_id, table_name, description, columns_json, row_label_column "
+                f"FROM read_parquet('{snapshot / 'world_tables.parquet'}') ORDER BY world_id, table_name"
+            ).fetchall()
+            labels: dict[tuple[str, str], list[str]] = {}
+            for world_id, table_name, label in meta.execute(
+                f"SELECT world_id, table_name, row_label FROM read_parquet('{snapshot / 'world_cells.parquet'}') "
+                "WHERE column_index = 0 ORDER BY world_id, table_name, row_index"
+            ).fetchall():
+                labels.setdefault((world_id, table_name), []).append(label or "")
+            kinds: dict[tuple[str, str], dict[str, list[str]]] = {}
+            for world_id, table_name, column, kind_list in meta.execute(
+                f"SELECT world_id, table_name, column_name, list(DISTINCT value_kind ORDER BY value_kind) "
+                f"FROM read_parquet('{snapshot / 'world_cells.parquet'}') "
+                "WHERE column_index > 0 AND value_kind IS NOT NULL GROUP BY ALL"
+            ).fetchall():
+                kinds.setdefault((world_id, table_name), {})[column] = list(kind_list)
+        finally:
+            meta.close()
+        for world_id, table_name, description, columns_json, row_label_column in tables:
+            info = TableInfo(
+                world_id=world_id,
+                table_name=table_name,
+                description=description or "",
+                columns=tuple(json.loads(columns_json)),
+                row_label_column=row_label_column,
+                row_labels=tuple(labels.get((world_id, table_name), [])),
+                value_kinds=kinds.get((world_id, table_name), {}),
+            )
+            self.tables.setdefault(world_id, {})[table_name] = info
+            self._by_lower.setdefault(world_id.lower(), {})[table_name.lower()] = table_name
+
+    def resolve_company(self, company_name: Any) -> str | None:
+        key = str(company_name).strip().lower().replace(" ", "_")
+        return key if key in self.tables else None
+
+    def resolve_table(self, world_id: str, table_name: Any) -> str | None:
+        return self._by_lower.get(world_id, {}).get(str(table_name).strip().lower())
+
+
+_WORLDS: dict[tuple[str, sandbox.SandboxLimits], World] = {}
+_WORLDS_LOCK = threading.Lock()
+
+
+def load_world(snapshot: str | os.PathLike, limits: sandbox.SandboxLimits = sandbox.SandboxLimits()) -> World:
+    """The World of a snapshot, loaded once per process and shared by every environment."""
+    path = Path(snapshot).resolve()
+    with _WORLDS_LOCK:
+        key = (str(path), limits)
+        if key not in _WORLDS:
+            _WORLDS[key] = World(path, limits)
+        return _WORLDS[key]
+
+
+def default_snapshot() -> Path:
+    """The newest snapshot under $FINQA_RL_SNAPSHOTS_DIR (default: data/snapshots)."""
+    return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", "data/snapshots"))
+
+
+class FinQAEnv:
+    """One agent episode at a time over the companies of a snapshot. See the module docstring."""
+
+    def __init__(
+        self,
+        snapshot: str | os.PathLike | None = None,
+        limits: sandbox.SandboxLimits = sandbox.SandboxLimits(),
+        rel_tol: float = 0.01,
+    ):
+        self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
+        self._limits = limits
+        self._rel_tol = rel_tol
+        self._task: dict[str, Any] = {}
+        self._calls: list[ToolCall] = []
+        self._submitted: str | None = None
+        self._grade: grading.Grade | None = None
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, **task: Any) -> str:
+        """Start an episode for one task (a row of tasks.parquet); returns the task text for the agent."""
+        self._task = dict(task)
+        self._calls = []
+        self._submitted = None
+        self._grade = None
+        company = task.get("world_id") or task.get("company_name") or ""
+        question = task.get("question", "")
+        return f"Company: {company}\nQuestion: {question}"
+
+    def get_reward(self) -> float:
+        """1.0 if the submitted answer is correct (see rl_assets.grading), else 0.0."""
+        return 1.0 if self._grade_answer().correct else 0.0
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return list(self._calls)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """Telemetry and behaviour rubric of the current episode (JSON-serialisable)."""
+        grade = self._grade_answer()
+        rubric = behaviour_rubric(self._calls, self._submitted, grade.correct, grade.reason)
+        return {
+            "task_id": self._task.get("task_id"),
+            "reward": 1.0 if grade.correct else 0.0,
+            "rubric": rubric.asdict(),
+            "tool_calls": [c.asdict() for c in self._calls],
+        }
+
+    # ------------------------------------------------------------------ tools
+    def get_descriptions(self, company_name: str) -> str:
+        """List the tables of a company's filing, with a short description of each.
+
+        Args:
+            company_name: The company, exactly as given in the task (e.g. "apple").
+
+        Returns:
+            A JSON list of {"table_name", "description"} objects.
+        """
+        return self._call("get_descriptions", {"company_name": company_name}, self._descriptions)
+
+    def get_table_names(self, company_name: str) -> str:
+        """List the tables of a company's filing (same as get_descriptions).
+
+        Args:
+            company_name: The company, exactly as given in the task (e.g. "apple").
+
+        Returns:
+            A JSON list of {"table_name", "description"} objects.
+        """
+        return self._call("get_table_names", {"company_name": company_name}, self._descriptions)
+
+    def get_table_info(self, company_name: str, table_name: str) -> str:
+        """Describe one table: its description, columns with their types, and row labels (not the numbers).
+
+        Args:
+            company_name: The company, exactly as given in the task.
+            table_name: A table name returned by get_descriptions.
+
+        Returns:
+            A JSON object with table_name, description, columns (name, dtype, number kinds), row_label_column
+            and row_labels.
+        """
+        return self._call(
+            "get_table_info", {"company_name": company_name, "table_name": table_name}, self._table_info
+        )
+
+    def sql_query(self, company_name: str, table_name: str, query: str) -> str:
+        """Run one read-only SQL SELECT (DuckDB dialect) on one table of the company.
+
+        Only filtered queries are allowed: no SELECT *, and the query needs a WHERE, HAVING, LIMIT or an
+        aggregate. Cells are text as printed in the filing (e.g. '$61,307', '(1,234)', '3.4%'); quote
+        column names that are numbers, e.g. SELECT "2024" FROM my_table WHERE metric = 'revenue'.
+
+        Args:
+            company_name: The company, exactly as given in the task.
+            table_name: The table to query; the query may reference only this table.
+            query: The SQL query.
+
+        Returns:
+            The result rows as JSON, or an error message explaining what to fix.
+        """
+        return self._call(
+            "sql_query", {"company_name": company_name, "table_name": table_name, "query": query}, self._sql
+        )
+
+    def calculator(self, expression: str) -> str:
+        """Evaluate an arithmetic expression: numbers, + - * / ** and parentheses (e.g. "(120 - 100) / 100 * 100").
+
+        Args:
+            expression: The expression to evaluate.
+
+        Returns:
+            The result as a number, or an error message.
+        """
+        return self._call("calculator", {"expression": expression}, self._calculate)
+
+    def submit_answer(self, answer: str) -> str:
+        """Submit the final answer to the question. Only the first submission counts.
+
+        Args:
+            answer: The answer, e.g. "77.7%", "-1,234" or "1.25".
+
+        Returns:
+            A confirmation message.
+        """
+        return self._call("submit_answer", {"answer": answer}, self._submit)
+
+    # ------------------------------------------------------------------ implementation
+    def _call(self, tool: str, arguments: dict[str, Any], fn) -> str:
+        started = time.perf_counter()
+        try:
+            text, error_kind, rows = fn(**arguments)
+        except Exception as e:  # a tool must never crash the trainer
+            text, error_kind, rows = f"Error: internal error in {tool}: {type(e).__name__}: {e}", "internal_error", 0
+        self._calls.append(
+            ToolCall(
+                step=len(self._calls),
+                tool=tool,
+                arguments={k: v if isinstance(v, (str, int, float, bool)) or v is None else repr(v) for k, v in arguments.items()},
+                ok=error_kind is None,
+                error_kind=error_kind,
+                latency_ms=(time.perf_counter() - started) * 1000.0,
+                rows=rows,
+                chars=len(text),
+            )
+        )
+        return text
+
+    def _company(self, company_name: Any) -> tuple[str | None, str | None]:
+        if not isinstance(company_name, str) or not company_name.strip():
+            return None, "Error: company_name must be a non-empty string, e.g. the company given in the task."
+        world_id = self._world.resolve_company(company_name)
+        if world_id is None:
+            close = difflib.get_close_matches(company_name.strip().lower(), list(self._world.tables), n=5, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            expected = self._task.get("world_id")
+            task_hint = f" The company for this task is {expected!r}." if expected else ""
+            return None, f"Error: unknown company {company_name!r}.{hint}{task_hint}"
+        return world_id, None
+
+    def _table(self, world_id: str, table_name: Any) -> tuple[TableInfo | None, str | None]:
+        if not isinstance(table_name, str) or not table_name.strip():
+            return None, "Error: table_name must be a non-empty string; call get_descriptions to list the tables."
+        resolved = self._world.resolve_table(world_id, table_name)
+        if resolved is None:
+            names = list(self._world.tables[world_id])
+            close = difflib.get_close_matches(table_name.strip(), names, n=3, cutoff=0.5)
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            listing = _bounded_list(names, TABLE_LIST_CHARS)
+            return None, f"Error: unknown table {table_name!r} for company {world_id!r}.{hint} Tables: {listing}"
+        return self._world.tables[world_id][resolved], None
+
+    def _descriptions(self, company_name: Any):
+        world_id, error = self._company(company_name)
+        if error:
+            return error, "unknown_company" if world_id is None and "unknown" in error else "bad_arguments", 0
+        tables = [
+            {"table_name": t.table_name, "description": _shorten(t.description, DESCRIPTION_CHARS)}
+            for t in self._world.tables[world_id].values()
+        ]
+        return json.dumps(tables, ensure_ascii=False), None, 0
+
+    def _table_info(self, company_name: Any, table_name: Any):
+        world_id, error = self._company(company_name)
+        if error:
+            return error, _kind(error, "unknown_company"), 0
+        info, error = self._table(world_id, table_name)
+        if error:
+            return error, _kind(error, "unknown_table"), 0
+        columns = [
+            {
+                "name": c,
+                "dtype": "VARCHAR",
+                **({"number_kinds": info.value_kinds[c]} if c in info.value_kinds else {}),
+            }
+            for c in info.columns
+        ]
+        labels = list(info.row_labels)
+        payload = {
+            "table_name": info.table_name,
+            "description": info.description,
+            "columns": columns,
+            "row_label_column": info.row_label_column,
+            "row_labels": labels[:200],
+            "n_rows": len(labels),
+            "note": "Cells are text as printed (e.g. '$1,234', '(56)' is negative, '3.4%'). "
+                    "Quote numeric column names in SQL: \"2024\".",
+        }
+        return json.dumps(payload, ensure_ascii=False), None, 0
+
+    def _sql(self, company_name: Any, table_name: Any, query: Any):
+        world_id, error = self._company(company_name)
+        if error:
+            return error, _kind(error, "unknown_company"), 0
+        info, error = self._table(world_id, table_name)
+        if error:
+            return error, _kind(error, "unknown_table"), 0
+        if not isinstance(query, str):
+            return "Error: query must be a string containing one SELECT statement.", "bad_arguments", 0
+        result = sandbox.run_query(
+            self._world.con, world_id, info.table_name, query, self._limits, columns=list(info.columns)
+        )
+        if result.ok:
+            return result.text, None, result.rows
+        return result.text, result.error_kind, 0
+
+    def _calculate(self, expression: Any):
+        try:
+            value = calc.evaluate(expression)
+        except calc.CalculatorError as e:
+            return f"Error: {e}", "calculator_error", 0
+        return calc.format_number(value), None, 0
+
+    def _submit(self, answer: Any):
+        if self._submitted is not None:
+            return f"Error: an answer was already submitted ({self._submitted!r}); only the first counts.", "already_answered", 0
+        if answer is None or (isinstance(answer, str) and not answer.strip()):
+            return "Error: answer must be a non-empty string.", "bad_arguments", 0
+        self._submitted = str(answer)
+        self._grade = None
+        return f"Answer submitted: {self._submitted}", None, 0
+
+    def _grade_answer(self) -> grading.Grade:
+        if self._grade is None:
+            gold = self._task.get("gold_value")
+            if gold is None or (isinstance(gold, float) and math.isnan(gold)):
+                self._grade = grading.Grade(False, None, "invalid_gold")
+            else:
+                self._grade = grading.grade(
+                    self._submitted,
+                    float(gold),
+                    gold_unit=_text_or(self._task.get("gold_unit"), "number"),
+                    gold_scale=_text_or(self._task.get("gold_scale"), None),
+                    rel_tol=self._rel_tol,
+                )
+        return self._grade
+
+
+def _text_or(value: Any, default: str | None) -> str | None:
+    """Task rows from pandas / datasets may carry NaN or None for a missing string."""
+    return value if isinstance(value, str) and value else default
+
+
+def _kind(error: str, default: str) -> str:
+    return default if "unknown" in error else "bad_arguments"
+
+
+def _bounded_list(names: list[str], max_chars: int) -> str:
+    """Comma-separated whole names up to max_chars, with a count of the rest."""
+    shown: list[str] = []
+    used = 0
+    for name in names:
+        if used + len(name) + 2 > max_chars:
+            return ", ".join(shown) + f", ... and {len(names) - len(shown)} more (see get_descriptions)"
+        shown.append(name)
+        used += len(name) + 2
+    return ", ".join(shown)
+
+
+def _shorten(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."

@@ -1,0 +1,204 @@
+"""The oracle policy: solves a task from its gold spec *through the environment's real tools*.
+
+For each task it lists the company's tables, inspects every gold table, fetches every gold operand
+with a filtered `sql_query`, computes the answer with `calculator` (the synthesised template, the
+TAT-QA derivation, or the FinQA program step by step) and submits it. A task the oracle cannot solve
+is a curation bug (a gold spec that does not match the world), reported with its reason.
+
+`evaluate_oracle(snapshot)` runs it over every task and reports the pass rate per task set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+
+from rl_assets import grading
+from rl_assets.env import FinQAEnv
+
+NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+FINQA_OPS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**"}
+TASK_SETS = ("single_table", "multi_table")
+
+
+class OracleFailure(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class OracleResult:
+    task_id: str
+    correct: bool
+    reason: str  # 'solved' or why not
+    detail: str = ""
+    submitted: str | None = None
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def operand_query(op: dict[str, Any]) -> str:
+    """The filtered SQL the oracle uses to fetch one gold operand."""
+    return (
+        f"SELECT {quote_identifier(op['column'])} FROM {quote_identifier(op['table'])} "
+        f"WHERE {quote_identifier(op['row_label_column'])} = {quote_literal(op['row_label'])}"
+    )
+
+
+def solve(env: FinQAEnv, task: dict[str, Any]) -> OracleResult:
+    env.reset(**task)
+    try:
+        answer = _solve(env, task)
+    except OracleFailure as failure:
+        return OracleResult(task["task_id"], False, failure.reason, failure.detail)
+    env.submit_answer(answer)
+    report = env.report
+    correct = report["reward"] == 1.0
+    return OracleResult(
+        task["task_id"],
+        correct,
+        "solved" if correct else "wrong_answer",
+        "" if correct else f"submitted {answer}, gold {task['gold_value']} ({task['gold_unit']}): {report['rubric']['grade_reason']}",
+        answer,
+    )
+
+
+def _solve(env: FinQAEnv, task: dict[str, Any]) -> str:
+    company = task["world_id"]
+    operands = json.loads(task["gold_operands"])
+    env.get_descriptions(company)
+    for table in dict.fromkeys(op["table"] for op in operands):
+        info = env.get_table_info(company, table)
+        if info.startswith("Error"):
+            raise OracleFailure("table_info_failed", info)
+    values = [_fetch(env, company, op) for op in operands]
+    kind = task["gold_program_kind"]
+    if kind == "template":
+        expression = re.sub(r"\ba(\d+)\b", lambda m: f"({values[int(m.group(1))]!r})", task["gold_expression"])
+        return _calculate(env, expression)
+    by_literal = _values_by_literal(operands, values)
+    if kind == "tatqa_derivation":
+        expression = NUMBER_TOKEN.sub(lambda m: by_literal.get(_number(m.group(0)), m.group(0)), task["gold_expression"])
+        return _calculate(env, expression)
+    if kind == "finqa_program":
+        return _run_finqa_program(env, task["gold_expression"], by_literal)
+    raise OracleFailure("unknown_program_kind", kind)
+
+
+def _fetch(env: FinQAEnv, company: str, op: dict[str, Any]) -> float:
+    output = env.sql_query(company, op["table"], operand_query(op))
+    if output.startswith("Error"):
+        raise OracleFailure("query_failed", output)
+    try:
+        rows = json.loads(output)
+    except json.JSONDecodeError:
+        raise OracleFailure("unparsable_query_output", output[:200]) from None
+    cells = [next(iter(r.values())) for r in rows if r]
+    if not cells:
+        raise OracleFailure("operand_not_found", f"{op['table']}.{op['column']} where {op['row_label']!r}: no rows")
+    # a row label may repeat in a table: the gold spec names the exact cell text
+    text = op["cell_text"] if op["cell_text"] in cells else cells[0]
+    parsed = grading.parse_number(text)
+    if parsed is None:
+        raise OracleFailure("operand_not_numeric", f"{text!r} in {op['table']}.{op['column']}")
+    if abs(parsed.value - op["value"]) > 1e-9 * max(1.0, abs(op["value"])):
+        raise OracleFailure("operand_parse_mismatch", f"{text!r}: tool text parses to {parsed.value}, world value {op['value']}")
+    return parsed.value
+
+
+def _number(token: str) -> float:
+    return abs(float(token.replace(",", "")))
+
+
+def _values_by_literal(operands: list[dict[str, Any]], values: list[float]) -> dict[float, str]:
+    """Literal number in the gold program -> the value fetched through the tools (as text, no sign)."""
+    return {_number(op["literal"].lstrip("-").rstrip("%")): repr(abs(v)) for op, v in zip(operands, values)}
+
+
+def _calculate(env: FinQAEnv, expression: str) -> str:
+    output = env.calculator(expression)
+    if output.startswith("Error"):
+        raise OracleFailure("calculator_failed", f"{expression}: {output}")
+    return output
+
+
+def _run_finqa_program(env: FinQAEnv, program: str, by_literal: dict[float, str]) -> str:
+    results: list[str] = []
+    for step in re.findall(r"(\w+)\(([^)]*)\)", program):
+        op, args_text = step
+        args = [a.strip() for a in args_text.split(",")]
+        if op not in FINQA_OPS or len(args) != 2:
+            raise OracleFailure("unsupported_program", program)
+        resolved = []
+        for arg in args:
+            if arg.startswith("#"):
+                resolved.append(f"({results[int(arg[1:])]})")
+            elif arg.startswith("const_"):
+                resolved.append("(-1)" if arg == "const_m1" else arg[len("const_"):])
+            else:
+                negative = arg.startswith("-")
+                literal = by_literal.get(_number(arg.lstrip("-").rstrip("%")))
+                value = literal if literal is not None else arg.rstrip("%")  # an allowed constant
+                if arg.endswith("%") and literal is not None:
+                    value = f"{value}%"
+                resolved.append(f"(-{value})" if negative else f"({value})")
+        results.append(_calculate(env, f"{resolved[0]} {FINQA_OPS[op]} {resolved[1]}"))
+    if not results:
+        raise OracleFailure("unsupported_program", program)
+    return results[-1]
+
+
+@dataclass
+class OracleReport:
+    task_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def passed(self, min_rate: float) -> bool:
+        return all(s["pass_rate"] >= min_rate for s in self.task_sets.values() if s["tasks"])
+
+
+def load_tasks(snapshot: str | Path) -> list[dict[str, Any]]:
+    with duckdb.connect() as con:
+        cursor = con.execute(f"SELECT * FROM read_parquet('{Path(snapshot) / 'tasks.parquet'}') ORDER BY task_id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def evaluate_oracle(snapshot: str | Path, tasks: Iterable[dict[str, Any]] | None = None) -> OracleReport:
+    env = FinQAEnv(snapshot=snapshot)
+    totals: dict[str, Counter] = defaultdict(Counter)
+    sources: dict[str, Counter] = defaultdict(Counter)
+    report = OracleReport()
+    for task in tasks if tasks is not None else load_tasks(snapshot):
+        result = solve(env, task)
+        totals[task["question_type"]]["tasks"] += 1
+        totals[task["question_type"]]["passed"] += result.correct
+        sources[task["source"]]["tasks"] += 1
+        sources[task["source"]]["passed"] += result.correct
+        if not result.correct:
+            report.failures.append(
+                {"task_id": result.task_id, "source": task["source"], "question_type": task["question_type"],
+                 "reason": result.reason, "detail": result.detail[:300]}
+            )
+    for name in TASK_SETS:
+        c = totals[name]
+        report.task_sets[name] = {"tasks": c["tasks"], "passed": c["passed"],
+                                  "pass_rate": c["passed"] / c["tasks"] if c["tasks"] else 1.0}
+    for name, c in sorted(sources.items()):
+        report.by_source[name] = {"tasks": c["tasks"], "passed": c["passed"], "pass_rate": c["passed"] / c["tasks"]}
+    return report

@@ -1,0 +1,730 @@
+"""Hardened, read-only SQL execution layer for the RL tool environment.
+
+An LLM agent answers questions about one financial table at a time by writing
+SQL.  This module validates each agent query with sqlglot, rewrites it so that it
+can only touch the one table it is about, and runs it on a locked-down DuckDB
+connection with row, character, time and memory limits.  It never raises: every
+problem becomes a :class:`QueryResult` with ``ok=False``, an ``error_kind`` and a
+message meant for the agent.
+
+Defence in depth, outermost first:
+
+1. :func:`open_world_db` opens the world database read-only with external access,
+   extension loading and disk spilling disabled, then locks the configuration
+   so that no later statement can loosen it.
+2. :func:`run_query` parses the query with sqlglot and rejects anything that is
+   not exactly one SELECT over the allowed table using allowlisted functions.
+3. The raw query text is never executed: the *validated AST* is regenerated as
+   DuckDB SQL (without comments) with the table fully qualified, wrapped in an
+   outer ``LIMIT`` and run under a wall-clock timer that interrupts it.
+
+Plain Python on purpose: nothing here imports dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+__all__ = ["SandboxLimits", "QueryResult", "ERROR_KINDS", "open_world_db", "run_query"]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one agent query."""
+
+    max_rows: int = 50  # rows returned to the agent; more -> truncated + note
+    max_chars: int = 4000  # characters of rendered output (``len(text)`` never exceeds it)
+    timeout_s: float = 2.0  # wall time; a runaway query is interrupted
+    memory_limit: str = "256MB"  # DuckDB memory_limit (used by open_world_db)
+    max_query_chars: int = 4000  # longer query texts are rejected unparsed
+
+
+@dataclass
+class QueryResult:
+    """Outcome of :func:`run_query`; ``text`` is what the agent sees."""
+
+    ok: bool
+    text: str  # rendered result (JSON records) or a clear error message
+    error_kind: str | None  # None if ok, else one of ERROR_KINDS
+    rows: int  # rows shown in ``text`` (after truncation)
+    chars: int  # len(text)
+    truncated: bool
+
+
+ERROR_KINDS = frozenset(
+    {
+        "parse_error",
+        "not_select",
+        "multiple_statements",
+        "forbidden_function",
+        "forbidden_table",
+        "unfiltered_query",
+        "unknown_column",
+        "timeout",
+        "resource_limit",
+        "execution_error",
+        "query_too_long",
+    }
+)
+
+UNFILTERED_MESSAGE = (
+    "Only filtered queries are allowed: add a WHERE clause, LIMIT, or aggregate; "
+    "SELECT * is not allowed"
+)
+
+# ---------------------------------------------------------------------------
+# Function allowlist
+# ---------------------------------------------------------------------------
+# Names are lower case and matched against what sqlglot parsed: the function
+# name for unknown ("anonymous") functions, otherwise the sqlglot class key and
+# all of the class's SQL names (e.g. exp.Length answers to length, len,
+# char_length).  Anything else -- read_*, glob, *_scan, query, getenv,
+# current_setting, duckdb_*, pragma_*, sniff_csv, ... -- is rejected.
+#
+# Deliberately NOT allowed although harmless-looking, because they can build
+# huge values inside a single (uninterruptible) expression evaluation, or in
+# DuckDB's constant folding at plan time, where neither con.interrupt() nor
+# memory_limit reaches (measured: nested replace() growing a literal reached
+# 13 GB RSS and ignored the interrupt for ~50 s):
+#   repeat, lpad/rpad, format/printf, range/generate_series, list_* helpers,
+#   unnest, levenshtein & other quadratic fuzzy matchers, and the aggregates
+#   that concentrate many rows into one value (string_agg, group_concat,
+#   listagg, list, array_agg), whose output could then be amplified.
+# replace()/regexp_replace() are allowed but their growth is bounded, see
+# _check_string_growth.
+AGGREGATE_FUNCTIONS = frozenset(
+    {
+        "count", "count_if", "countif", "sum", "avg", "mean", "min", "max",
+        "median", "mode", "quantile", "quantile_cont", "quantile_disc",
+        "percentile_cont", "percentile_disc", "stddev", "stdev", "stddev_pop",
+        "stddev_samp", "variance", "variance_pop", "variance_samp", "var_pop",
+        "var_samp", "first", "last", "any_value", "arg_min", "argmin", "min_by",
+        "arg_max", "argmax", "max_by", "bool_and", "bool_or", "logical_and",
+        "logical_or", "product", "corr", "covar_pop", "covar_samp",
+        "approx_distinct", "approx_count_distinct", "fsum", "kahan_sum",
+        "sumkahan",
+    }
+)
+WINDOW_FUNCTIONS = frozenset(
+    {
+        "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile",
+        "lag", "lead", "first_value", "last_value", "nth_value",
+    }
+)
+SCALAR_FUNCTIONS = frozenset(
+    {
+        # operators and syntax that sqlglot models as functions
+        "and", "or", "xor", "collate", "array",
+        # conditionals / casts / predicates
+        "case", "if", "iif", "iff", "coalesce", "ifnull", "nvl", "nullif",
+        "greatest", "least", "cast", "try_cast", "typeof", "exists",
+        # arithmetic
+        "abs", "round", "round_even", "roundbankers", "floor", "ceil", "ceiling",
+        "trunc", "truncate", "sign", "signum", "sqrt", "cbrt", "pow", "power",
+        "exp", "ln", "log", "log2", "log10", "mod", "pi", "isnan", "is_nan",
+        "isinf", "is_inf", "isfinite", "even",
+        # strings (none of these can grow a value beyond its inputs, except
+        # concat-style functions, which grow linearly in the query length)
+        "lower", "lcase", "upper", "ucase", "length", "len", "strlen",
+        "char_length", "character_length", "trim", "ltrim", "rtrim",
+        "substring", "substr", "left", "right", "concat", "concat_ws",
+        "contains", "starts_with", "startswith", "ends_with", "endswith",
+        "prefix", "suffix", "position", "strpos", "str_position", "instr",
+        "split_part", "regexp_extract", "regexp_matches", "regexp_full_match",
+        "regexp_like", "regexp_ilike", "regexpilike", "reverse", "translate", "strip_accents", "ascii", "chr",
+        "replace", "regexp_replace", "md5", "hash",
+        # dates
+        "current_date", "today", "current_timestamp", "now", "date_part", "datepart", "extract", "year",
+        "month", "day", "quarter", "date_trunc", "datetrunc", "timestamp_trunc",
+        "strftime", "time_to_str", "strptime", "try_strptime", "str_to_time",
+        "date_diff", "datediff", "make_date", "date_from_parts", "epoch",
+        "time_to_unix",
+    }
+)
+ALLOWED_FUNCTIONS = AGGREGATE_FUNCTIONS | WINDOW_FUNCTIONS | SCALAR_FUNCTIONS
+
+# Product of the worst-case growth factors of all replace()/regexp_replace()
+# calls in one query (see _check_string_growth).  Ordinary cleaning such as
+# replace(x, '$', '') or regexp_replace(x, '^\((.*)\)$', '-\1') has factor 1-2.
+MAX_STRING_GROWTH = 4
+
+# Statement / clause types that must not appear anywhere in an agent query.
+_FORBIDDEN_NODE_TYPES = tuple(
+    getattr(exp, name)
+    for name in (
+        "DDL", "DML", "Insert", "Update", "Delete", "Merge", "Create", "Drop",
+        "Alter", "Command", "Copy", "Set", "Pragma", "Attach", "Detach", "Into",
+        "Use", "Transaction", "Commit", "Rollback", "Install", "Describe",
+        "Show", "Summarize", "Cache", "Uncache", "LoadData", "Refresh",
+        "Analyze", "Kill",
+    )
+    if hasattr(exp, name)
+)
+
+# First words that start a read query; used to tell "syntax error in a SELECT"
+# from "some other statement sqlglot cannot parse" (e.g. EXPORT DATABASE).
+_SELECT_LIKE_STARTS = frozenset({"select", "with", "from", "(", "values", "table"})
+
+# Prefix for the names CTEs are renamed to (see _rewrite).
+_CTE_PREFIX = "_sbx_cte_"
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+
+
+class _Rejected(Exception):
+    """Raised inside validation; becomes a QueryResult(ok=False)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+def open_world_db(
+    path: str | os.PathLike, limits: SandboxLimits = SandboxLimits()
+) -> duckdb.DuckDBPyConnection:
+    """Open a world DuckDB file read-only and hardened for agent queries.
+
+    * ``read_only=True``: no writes, no WAL file.
+    * ``enable_external_access=false``: no file system or network access from
+      SQL (read_csv, COPY, ATTACH, httpfs, ...).
+    * extension auto-install/auto-load and community extensions disabled.
+    * ``threads=1`` and ``memory_limit`` bound CPU and (buffer-managed) memory.
+    * ``temp_directory=''`` and ``max_temp_directory_size='0B'``: nothing spills
+      to disk; over-large operators fail with an out-of-memory error instead.
+    * ``lock_configuration=true`` is set LAST, in a separate statement, so no
+      later ``SET``/``RESET`` can undo any of the above.
+
+    All keys were checked against DuckDB 2.0.1's ``duckdb_settings()``.
+    """
+    config = {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "threads": 1,
+        "memory_limit": limits.memory_limit,
+        "temp_directory": "",
+        "max_temp_directory_size": "0B",
+    }
+    con = duckdb.connect(str(os.fspath(path)), read_only=True, config=config)
+    try:
+        # DuckDB caches database instances per process: opening the same file
+        # again with the same config returns the already-locked instance, where
+        # SET lock_configuration itself fails.  (A different config is refused
+        # by DuckDB with a ConnectionException.)
+        if not _setting(con, "lock_configuration"):
+            con.execute("SET lock_configuration = true")
+        if _setting(con, "enable_external_access") or not _setting(con, "lock_configuration"):
+            raise RuntimeError("DuckDB connection is not hardened as expected")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> Any:
+    return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    query: str,
+    limits: SandboxLimits = SandboxLimits(),
+    columns: list[str] | None = None,
+) -> QueryResult:
+    """Validate and execute an agent query against exactly one table ``schema.table``.
+
+    ``columns`` (optional) are the table's column names; when given, references
+    to other columns are rejected early with a helpful list.  Never raises.
+    """
+    try:
+        sql, cte_names = _validate_and_rewrite(query, schema, table, limits, columns)
+    except _Rejected as rejected:
+        return _error(rejected.kind, rejected.message, limits)
+    except RecursionError:
+        return _error("parse_error", "Query is nested too deeply.", limits)
+    except Exception as e:  # defensive: a sqlglot bug must not escape
+        return _error("parse_error", f"Could not analyse query: {_clean_message(str(e))}", limits)
+    try:
+        return _execute(con, sql, limits, cte_names)
+    except Exception as e:  # defensive: _execute already maps DuckDB errors
+        return _error("execution_error", f"Query failed: {_clean_message(str(e))}", limits)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+def _validate_and_rewrite(
+    query: Any,
+    schema: str,
+    table: str,
+    limits: SandboxLimits,
+    columns: list[str] | None,
+) -> tuple[str, dict[str, str]]:
+    """Run all checks; return (DuckDB SQL to run, {renamed CTE: original name})."""
+    if not isinstance(query, str):
+        raise _Rejected("parse_error", "Query must be a string.")
+    if len(query) > limits.max_query_chars:
+        raise _Rejected(
+            "query_too_long",
+            f"Query is too long ({len(query)} characters; the limit is {limits.max_query_chars}).",
+        )
+    if _CONTROL_CHARS.search(query):
+        raise _Rejected("parse_error", "Query contains control characters (e.g. NUL bytes).")
+
+    statement = _parse_single_statement(query)
+    _check_statement_type(statement, query)
+    _check_functions(statement, query)
+    _check_tables(statement, schema, table)
+    _check_string_growth(statement, query)
+    _check_filtered(statement)
+    if columns is not None:
+        _check_columns(statement, columns)
+
+    rewritten, cte_names = _rewrite(statement, schema, table)
+    # comments=False: comments are dropped so that nothing the agent wrote in a
+    # comment (e.g. "*/ ; DROP ...") can reach DuckDB as code.
+    return rewritten.sql(dialect="duckdb", comments=False), cte_names
+
+
+def _parse_single_statement(query: str) -> exp.Expression:
+    """Parse with sqlglot and require exactly one statement."""
+    try:
+        statements = [s for s in sqlglot.parse(query, read="duckdb") if s is not None]
+    except sqlglot.errors.SqlglotError as e:
+        first_word = _first_word(query)
+        if first_word and first_word not in _SELECT_LIKE_STARTS:
+            raise _Rejected(
+                "not_select", f"Only SELECT queries are allowed (got {first_word.upper()})."
+            ) from None
+        raise _Rejected("parse_error", f"Could not parse query: {_clean_message(str(e))}") from None
+    if not statements:
+        raise _Rejected("parse_error", "Empty query: write one SELECT statement.")
+    if len(statements) > 1:
+        raise _Rejected(
+            "multiple_statements",
+            f"Only one statement is allowed (found {len(statements)}).",
+        )
+    return statements[0]
+
+
+def _first_word(query: str) -> str:
+    """First token of the query after leading whitespace and comments, lower case."""
+    rest = query[_LEADING_COMMENTS.match(query).end():]
+    if rest.startswith("("):
+        return "("
+    match = re.match(r"\w+", rest)
+    return match.group(0).lower() if match else ""
+
+
+def _check_statement_type(statement: exp.Expression, query: str) -> None:
+    """The statement must be a SELECT / set operation / WITH ... SELECT."""
+    if not isinstance(statement, exp.Query):
+        # sqlglot parses some statements loosely (LOAD/CALL/RESET become a
+        # generic Command, a bare CHECKPOINT a column): name the first word.
+        kind = (_first_word(query) or statement.key).upper()
+        raise _Rejected("not_select", f"Only SELECT queries are allowed (got {kind}).")
+    for node in statement.walk():
+        if isinstance(node, _FORBIDDEN_NODE_TYPES):
+            raise _Rejected(
+                "not_select",
+                f"Only read-only SELECT queries are allowed ({node.key.upper()} is not).",
+            )
+
+
+def _function_names(func: exp.Func) -> set[str]:
+    """All lower-case names under which a parsed function may be allowlisted."""
+    if isinstance(func, (exp.Anonymous, exp.AnonymousAggFunc)):
+        return {func.name.lower()}
+    return {func.key} | {name.lower() for name in type(func).sql_names()}
+
+
+def _display_name(func: exp.Func, query: str | None = None) -> str:
+    """The function's name as the agent wrote it where sqlglot recorded its
+    position (sqlglot normalises e.g. lpad -> PAD, string_agg -> GROUP_CONCAT)."""
+    start, end = func.meta.get("start"), func.meta.get("end")
+    if query is not None and isinstance(start, int) and isinstance(end, int):
+        written = query[start : end + 1]
+        if re.fullmatch(r"\w+", written):
+            return written
+    if query is not None and not isinstance(func, exp.Anonymous):
+        # No position recorded: find a called name in the text that sqlglot
+        # parses to the same node type (best effort, error path only).
+        for match in re.finditer(r"([A-Za-z_]\w*)\s*\(", query):
+            try:
+                parsed = sqlglot.parse_one(f"SELECT {match.group(1)}(x, 'y')", read="duckdb")
+            except Exception:
+                continue
+            if type(parsed.find(exp.Func)) is type(func):
+                return match.group(1)
+    if isinstance(func, (exp.Anonymous, exp.AnonymousAggFunc)):
+        return func.name
+    return func.sql_name().lower()
+
+
+def _check_functions(statement: exp.Expression, query: str) -> None:
+    """Every function call must be allowlisted and unqualified."""
+    for func in statement.find_all(exp.Func):
+        name = _display_name(func, query)
+        if not (_function_names(func) & ALLOWED_FUNCTIONS):
+            raise _Rejected(
+                "forbidden_function",
+                f"Function {name}() is not allowed. Only ordinary scalar, aggregate and "
+                "window functions (e.g. sum, count, round, replace, cast, lower) may be "
+                "used; file, system and table functions are blocked.",
+            )
+        if isinstance(func.parent, exp.Dot) and func.parent.expression is func:
+            raise _Rejected(
+                "forbidden_function",
+                f"Schema-qualified function calls are not allowed ({func.parent.sql('duckdb')}).",
+            )
+
+
+def _cte_names(statement: exp.Expression) -> set[str]:
+    """Lower-case names of all CTEs defined anywhere in the statement."""
+    return {cte.alias.lower() for cte in statement.find_all(exp.CTE) if cte.alias}
+
+
+def _is_cte_reference(node: exp.Table, cte_names: set[str]) -> bool:
+    # CTE scoping is approximated generously here (any CTE name anywhere);
+    # _rewrite renames CTEs to unique names, so a reference that DuckDB would
+    # NOT resolve to the CTE points at a non-existent table and fails closed.
+    return (
+        isinstance(node.this, exp.Identifier)
+        and not node.args.get("db")
+        and not node.args.get("catalog")
+        and node.name.lower() in cte_names
+    )
+
+
+def _check_tables(statement: exp.Expression, schema: str, table: str) -> None:
+    """Every real table reference must be the one allowed table."""
+    allowed = f'"{table}"'
+    cte_names = _cte_names(statement)
+    for node in statement.find_all(exp.Table):
+        if _is_cte_reference(node, cte_names):
+            continue
+        if not isinstance(node.this, exp.Identifier):
+            raise _Rejected(
+                "forbidden_table",
+                f"Table functions are not allowed in FROM; only the table {allowed} may be queried.",
+            )
+        db = node.args.get("db")
+        name_ok = node.name.lower() == table.lower()
+        schema_ok = db is None or db.name.lower() == schema.lower()
+        if not (name_ok and schema_ok and not node.args.get("catalog")):
+            shown = ".".join(p.sql(dialect="duckdb") for p in node.parts)
+            raise _Rejected(
+                "forbidden_table",
+                f"Table {shown} is not allowed: only the table {allowed} may be queried.",
+            )
+
+
+def _string_literal(node: exp.Expression | None) -> str | None:
+    """The value of a string literal (or NULL -> ''), else None."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        return node.this
+    if node is None or isinstance(node, exp.Null):
+        return ""
+    return None
+
+
+def _check_string_growth(statement: exp.Expression, query: str) -> None:
+    """Bound how much replace()/regexp_replace() can grow a string.
+
+    Nested replacements multiply a value's size within one expression
+    evaluation, which DuckDB can neither interrupt nor count against
+    memory_limit.  The replacement must therefore be a string literal, and the
+    product of each call's worst-case growth factor must stay small:
+
+    * replace(s, from, to): output <= len(s) * ceil(len(to) / len(from)).
+    * regexp_replace(s, pattern, to, flags): each match (possibly empty) is
+      replaced by len(to) literal chars plus one copy of (part of) the match per
+      back-reference, so output <= len(s) * (max(refs, 1) + literal chars) with
+      the 'g' flag; without it only one match is replaced.
+    """
+    growth = 1
+    for node in statement.find_all(exp.Replace, exp.RegexpReplace):
+        replacement = _string_literal(node.args.get("replacement"))
+        if replacement is None:
+            raise _Rejected(
+                "resource_limit",
+                f"The replacement argument of {_display_name(node, query)}() must be a string literal.",
+            )
+        if isinstance(node, exp.Replace):
+            pattern = _string_literal(node.expression)
+            if not replacement or (pattern and len(replacement) <= len(pattern)):
+                factor = 1
+            else:
+                factor = math.ceil(len(replacement) / len(pattern)) if pattern else 1 + len(replacement)
+        else:
+            refs = len(re.findall(r"\\[0-9]", replacement))
+            literal_chars = len(re.sub(r"\\[0-9]", "", replacement))
+            flags = _string_literal(node.args.get("modifiers"))
+            if flags is None or "g" in flags:  # non-literal flags: assume global
+                factor = max(refs, 1) + literal_chars
+            else:
+                factor = max(refs, 1)  # plus a constant: one match replaced
+        growth *= factor
+        if growth > MAX_STRING_GROWTH:
+            raise _Rejected(
+                "resource_limit",
+                "replace()/regexp_replace() calls could grow strings too much "
+                f"(worst case x{growth}, limit x{MAX_STRING_GROWTH}); use shorter replacements.",
+            )
+
+
+def _outer_selects(node: exp.Expression) -> list[exp.Select]:
+    """The SELECTs whose projections form the query's output."""
+    if isinstance(node, exp.Subquery):
+        return _outer_selects(node.this)
+    if isinstance(node, exp.SetOperation):
+        return _outer_selects(node.left) + _outer_selects(node.right)
+    if isinstance(node, exp.Select):
+        return [node]
+    return []
+
+
+def _is_aggregate(func: exp.Func) -> bool:
+    """True for aggregate functions, not counting window functions (sqlglot
+    derives rank(), lag(), ... from AggFunc) or aggregates used with OVER."""
+    names = _function_names(func)
+    if names & WINDOW_FUNCTIONS or isinstance(func.parent, exp.Window):
+        return False
+    return isinstance(func, exp.AggFunc) or bool(names & AGGREGATE_FUNCTIONS)
+
+
+def _check_filtered(statement: exp.Expression) -> None:
+    """Reject SELECT * and queries with no WHERE / HAVING / LIMIT / aggregate."""
+    for select in _outer_selects(statement):
+        for projection in select.expressions:
+            if isinstance(projection, exp.Star) or (
+                isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+            ):
+                raise _Rejected("unfiltered_query", UNFILTERED_MESSAGE)
+    for query in statement.find_all(exp.Select, exp.SetOperation):
+        if any(query.args.get(k) for k in ("where", "having", "qualify", "limit", "fetch")):
+            return
+    if any(_is_aggregate(func) for func in statement.find_all(exp.Func)):
+        return
+    raise _Rejected("unfiltered_query", UNFILTERED_MESSAGE)
+
+
+def _quote_column(name: str) -> str:
+    return name if _SIMPLE_IDENTIFIER.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _check_columns(statement: exp.Expression, columns: list[str]) -> None:
+    """Reject column names that are neither table columns nor query-defined names.
+
+    Lenient on purpose: any alias, CTE/derived-table column list or table alias
+    defined anywhere in the query counts as known.
+    """
+    known = {c.lower() for c in columns}
+    for alias in statement.find_all(exp.Alias):
+        known.add(alias.alias.lower())
+    for table_alias in statement.find_all(exp.TableAlias):
+        known.add(table_alias.name.lower())
+        known.update(col.name.lower() for col in table_alias.columns)
+    for node in statement.find_all(exp.Table):
+        known.add(node.name.lower())
+    for column in statement.find_all(exp.Column):
+        if isinstance(column.this, exp.Star) or column.name.lower() in known:
+            continue
+        available = ", ".join(_quote_column(c) for c in columns)
+        hint = ""
+        if column.this.args.get("quoted") and not column.table:
+            hint = " (Use single quotes for string literals: 'text'; double quotes are for column names.)"
+        raise _Rejected(
+            "unknown_column",
+            f'Unknown column "{column.name}". Available columns: {available}. '
+            f'Numeric column names must be double-quoted, e.g. SELECT "2024".{hint}',
+        )
+
+
+# ---------------------------------------------------------------------------
+# Rewrite
+# ---------------------------------------------------------------------------
+def _rewrite(
+    statement: exp.Expression, schema: str, table: str
+) -> tuple[exp.Expression, dict[str, str]]:
+    """Qualify the allowed table and give CTEs unique internal names.
+
+    Each reference keeps its original name as alias, so qualified column
+    references such as ``t.component`` or ``r.n`` keep working.
+    """
+    names = _cte_names(statement)
+    renamed = {name: f"{_CTE_PREFIX}{i}" for i, name in enumerate(sorted(names))}
+
+    def transform(node: exp.Expression) -> exp.Expression:
+        # Mutate in place (transform() works on a copy): returning a different
+        # node would make sqlglot skip that node's children.
+        if isinstance(node, exp.CTE) and node.alias.lower() in renamed:
+            node.args["alias"].set("this", exp.to_identifier(renamed[node.alias.lower()], quoted=True))
+        elif isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+            is_cte = _is_cte_reference(node, names)
+            if not node.alias:
+                node.set("alias", exp.TableAlias(this=exp.to_identifier(node.name, quoted=True)))
+            if is_cte:
+                node.set("this", exp.to_identifier(renamed[node.name.lower()], quoted=True))
+            else:  # validated by _check_tables: this is the allowed table
+                node.set("this", exp.to_identifier(table, quoted=True))
+                node.set("db", exp.to_identifier(schema, quoted=True))
+        return node
+
+    return statement.transform(transform, copy=True), {v: k for k, v in renamed.items()}
+
+
+# ---------------------------------------------------------------------------
+# Execution and rendering
+# ---------------------------------------------------------------------------
+def _execute(
+    con: duckdb.DuckDBPyConnection, sql: str, limits: SandboxLimits, cte_names: dict[str, str]
+) -> QueryResult:
+    """Run validated SQL on a fresh cursor under a timer; map errors to kinds."""
+    wrapped = f"SELECT * FROM ({sql}) AS q LIMIT {int(limits.max_rows) + 1}"
+    # A cursor per call: the shared connection may serve several threads, and
+    # interrupt() then only hits this query.
+    cursor = con.cursor()
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        cursor.interrupt()
+
+    timer = threading.Timer(limits.timeout_s, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        cursor.execute(wrapped)
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    except Exception as e:  # duckdb.Error subclasses and MemoryError alike
+        return _execution_failure(e, fired.is_set(), limits, cte_names)
+    finally:
+        timer.cancel()
+        timer.join()  # never close the cursor while interrupt() runs
+        try:
+            cursor.close()
+        except Exception:
+            pass
+    return _render(names, rows, limits)
+
+
+def _execution_failure(
+    error: BaseException, timed_out: bool, limits: SandboxLimits, cte_names: dict[str, str]
+) -> QueryResult:
+    if timed_out or isinstance(error, duckdb.InterruptException):
+        return _error(
+            "timeout",
+            f"Query timed out after {limits.timeout_s:g}s and was cancelled. "
+            "Add filters or avoid large joins.",
+            limits,
+        )
+    message = _clean_message(str(error))
+    for internal, original in cte_names.items():
+        message = message.replace(internal, original)
+    if isinstance(error, (duckdb.OutOfMemoryException, MemoryError)):
+        first_line = message.splitlines()[0] if message else "out of memory"
+        return _error(
+            "resource_limit",
+            f"Query exceeded the memory limit ({limits.memory_limit}): {first_line}",
+            limits,
+        )
+    return _error("execution_error", f"Query failed: {message}", limits)
+
+
+def _clean_message(message: str) -> str:
+    """Trim an error message: no ANSI codes, SQL echo or stack trace; bounded length."""
+    message = _ANSI_ESCAPE.sub("", message)
+    for marker in ("\n\nLINE ", "\nLINE ", "\n\nStack Trace", "\nStack Trace"):
+        message = message.split(marker, 1)[0]
+    message = message.strip()
+    return message if len(message) <= 500 else message[:497] + "..."
+
+
+def _error(kind: str, message: str, limits: SandboxLimits) -> QueryResult:
+    text = f"Error ({kind}): {message}"
+    if len(text) > limits.max_chars:
+        text = text[: max(limits.max_chars - 3, 0)] + "..."
+        text = text[: limits.max_chars]
+    return QueryResult(ok=False, text=text, error_kind=kind, rows=0, chars=len(text), truncated=False)
+
+
+def _json_value(value: Any) -> Any:
+    """Make a DuckDB value JSON-friendly (decimals become numbers, rest str)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name}_{count + 1}")
+    return unique
+
+
+def _render(names: list[str], rows: list[tuple], limits: SandboxLimits) -> QueryResult:
+    """Render rows as a JSON list of objects, one row per line, within limits.
+
+    Whole rows are dropped to respect max_chars (so the JSON stays valid) and a
+    truncation note is appended; len(text) never exceeds max_chars.
+    """
+    keys = _unique_names(names)
+    more_rows = len(rows) > limits.max_rows
+    rows = rows[: limits.max_rows]
+    lines = [
+        json.dumps(dict(zip(keys, map(_json_value, row))), ensure_ascii=False, default=str)
+        for row in rows
+    ]
+    total = f">{limits.max_rows}" if more_rows else str(len(rows))
+
+    def build(n: int, note: str) -> str:
+        body = "[" + ",\n ".join(lines[:n]) + "]"
+        return body + ("\n" + note if note else "")
+
+    note = f"[truncated: showing {len(rows)} of {total} rows]" if more_rows else ""
+    text = build(len(lines), note)
+    shown = len(lines)
+    if len(text) > limits.max_chars:
+        # Drop rows from the end until the text (with its note) fits.
+        while shown > 0:
+            shown -= 1
+            note = (
+                f"[truncated: output limit of {limits.max_chars} characters; "
+                f"showing {shown} of {total} rows]"
+            )
+            text = build(shown, note)
+            if len(text) <= limits.max_chars:
+                break
+        if len(text) > limits.max_chars:  # tiny max_chars
+            text = text[: limits.max_chars]
+    truncated = more_rows or shown < len(lines)
+    return QueryResult(ok=True, text=text, error_kind=None, rows=shown, chars=len(text), truncated=truncated)

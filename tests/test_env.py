@@ -1,0 +1,160 @@
+"""FinQAEnv on the real snapshot: tools, messages, grading, telemetry, rubric, TRL compatibility."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+
+from rl_assets.env import FinQAEnv
+from rl_assets.oracle import operand_query
+
+TOOLS = ["calculator", "get_descriptions", "get_table_info", "get_table_names", "sql_query", "submit_answer"]
+
+
+@pytest.fixture
+def env(snapshot_dir):
+    return FinQAEnv(snapshot=snapshot_dir)
+
+
+def _task(tasks, **where):
+    return next(t for t in tasks if all(t[k] == v for k, v in where.items()))
+
+
+def test_public_methods_are_exactly_the_tools_trl_will_expose():
+    # TRL 1.16 exposes every public function of the class except reset / get_reward as a tool
+    public = sorted(n for n, _ in inspect.getmembers(FinQAEnv, predicate=inspect.isfunction) if not n.startswith("_"))
+    assert public == sorted(TOOLS + ["reset", "get_reward"])
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_has_a_json_schema_from_its_docstring(tool):
+    from transformers.utils import get_json_schema
+
+    schema = get_json_schema(getattr(FinQAEnv, tool))
+    assert schema["function"]["name"] == tool
+    assert schema["function"]["description"]
+    params = schema["function"]["parameters"]["properties"]
+    signature = [p for p in inspect.signature(getattr(FinQAEnv, tool)).parameters if p != "self"]
+    assert sorted(params) == sorted(signature)
+    assert all(p.get("description") for p in params.values())
+
+
+def test_reset_returns_the_company_and_question(env, tasks):
+    task = _task(tasks, source="sec10k", question_type="multi_table")
+    text = env.reset(**task)
+    assert task["world_id"] in text and task["question"] in text
+    assert env.tool_calls == []
+
+
+def test_listing_and_schema_show_structure_not_numbers(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    env.reset(**task)
+    listing = json.loads(env.get_descriptions(task["world_id"]))
+    assert op["table"] in {t["table_name"] for t in listing}
+    assert json.loads(env.get_table_names(task["world_id"])) == listing
+    info = json.loads(env.get_table_info(task["world_id"], op["table"]))
+    assert op["column"] in [c["name"] for c in info["columns"]]
+    assert op["row_label"] in info["row_labels"]
+    assert op["cell_text"] not in json.dumps(info)  # schema, not the numbers
+
+
+def test_sql_query_returns_the_gold_cell(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    env.reset(**task)
+    rows = json.loads(env.sql_query(task["world_id"], op["table"], operand_query(op)))
+    assert op["cell_text"] in [r[op["column"]] for r in rows]
+
+
+def test_clear_errors_that_list_what_exists(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    company = task["world_id"]
+    env.reset(**task)
+    unknown_company = env.get_descriptions(company + "x")
+    assert "unknown company" in unknown_company and company in unknown_company
+    unknown_table = env.get_table_info(company, "no_such_table")
+    assert "unknown table" in unknown_table and op["table"] in unknown_table
+    unknown_column = env.sql_query(company, op["table"], f"SELECT nope FROM {op['table']} WHERE nope = 1")
+    assert "nope" in unknown_column and op["column"] in unknown_column
+    star = env.sql_query(company, op["table"], f"SELECT * FROM {op['table']}")
+    assert star.startswith("Error") and "SELECT *" in star
+    unfiltered = env.sql_query(company, op["table"], f'SELECT "{op["column"]}" FROM {op["table"]}')
+    assert unfiltered.startswith("Error") and "WHERE" in unfiltered
+    other = _task(tasks, source="finqa")
+    cross = env.sql_query(company, op["table"], f"SELECT item FROM {other['world_id']}.page_1 LIMIT 1")
+    assert cross.startswith("Error")
+    kinds = [c.error_kind for c in env.tool_calls]
+    assert kinds == ["unknown_company", "unknown_table", "unknown_column", "unfiltered_query", "unfiltered_query", "forbidden_table"]
+
+
+def test_tools_never_raise_on_wrong_argument_types(env, tasks):
+    env.reset(**tasks[0])
+    for output in (env.get_descriptions(None), env.get_table_info(3, None), env.sql_query("apple", "x", None),
+                   env.calculator(None), env.calculator("__import__('os')"), env.submit_answer(None)):
+        assert isinstance(output, str) and output.startswith("Error")
+    assert all(not c.ok for c in env.tool_calls)
+
+
+def test_calculator(env):
+    assert env.calculator("(29749 - 16741) / 16741 * 100") == "77.7014515262"
+    assert env.calculator("1,452.4 - 1,146.2") == "306.2"
+    assert env.calculator("1/0").startswith("Error")
+    assert env.calculator("9 ** 999").startswith("Error")
+
+
+def test_reward_grades_the_first_submission_only(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="pct_change")
+    env.reset(**task)
+    assert env.get_reward() == 0.0  # no answer yet
+    env.submit_answer(f"{task['gold_value'] * 1.5:.4f}%")
+    assert env.submit_answer(f"{task['gold_value']:.4f}%").startswith("Error")
+    assert env.get_reward() == 0.0
+    env.reset(**task)
+    env.submit_answer(f"{task['gold_value']:.4f}%")
+    assert env.get_reward() == 1.0
+
+
+def test_report_is_json_and_rubric_reflects_behaviour(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    company = task["world_id"]
+    env.reset(**task)
+    # a sloppy agent: queries before looking, guesses a table, then recovers
+    env.sql_query(company, "made_up_table", "SELECT a FROM made_up_table WHERE a = 1")
+    env.get_descriptions(company)
+    env.get_descriptions(company)
+    env.get_table_info(company, op["table"])
+    env.sql_query(company, op["table"], operand_query(op))
+    env.submit_answer(op["cell_text"])
+    report = json.loads(json.dumps(env.report))
+    rubric = report["rubric"]
+    assert rubric["listed_tables_before_query"] is False
+    assert rubric["inspected_schema_before_query"] is False  # made_up_table never inspected
+    assert rubric["hallucinated_identifiers"] == 1
+    assert rubric["recovered_after_error"] is True
+    assert rubric["redundant_calls"] == 1
+    assert rubric["rows_pulled"] >= 1
+    assert rubric["answered"] is True and rubric["correct"] is True and report["reward"] == 1.0
+    calls = report["tool_calls"]
+    assert [c["tool"] for c in calls] == ["sql_query", "get_descriptions", "get_descriptions", "get_table_info", "sql_query", "submit_answer"]
+    assert calls[0]["error_kind"] == "unknown_table" and calls[4]["rows"] >= 1
+    assert all(c["latency_ms"] >= 0 and c["chars"] > 0 for c in calls)
+
+
+def test_a_disciplined_episode_scores_well_on_the_rubric(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    env.reset(**task)
+    env.get_descriptions(task["world_id"])
+    env.get_table_info(task["world_id"], op["table"])
+    env.sql_query(task["world_id"], op["table"], operand_query(op))
+    rubric = env.report["rubric"]
+    assert rubric["listed_tables_before_query"] is True
+    assert rubric["inspected_schema_before_query"] is True
+    assert rubric["hallucinated_identifiers"] == 0 and rubric["errors"] == 0
+    assert rubric["recovered_after_error"] is None
+    assert rubric["answered"] is False and rubric["correct"] is False
