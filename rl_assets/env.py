@@ -60,6 +60,7 @@ class World:
         self.snapshot = snapshot
         self.limits = limits
         self.con = sandbox.open_world_db(snapshot / WORLD_DB, limits)
+        self.result_cache = sandbox.ResultCache()
         self.tables: dict[str, dict[str, TableInfo]] = {}
         self._by_lower: dict[str, dict[str, str]] = {}
         meta = duckdb.connect()
@@ -131,10 +132,14 @@ class FinQAEnv:
         snapshot: str | os.PathLike | None = None,
         limits: sandbox.SandboxLimits = sandbox.SandboxLimits(),
         rel_tol: float = 0.01,
+        cache_results: bool = True,
     ):
         self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
         self._limits = limits
         self._rel_tol = rel_tol
+        # the world is read-only: identical queries give identical results, so they are memoised
+        # per process (shared by all environments on this snapshot); see sandbox.ResultCache
+        self._cache = self._world.result_cache if cache_results else None
         self._task: dict[str, Any] = {}
         self._calls: list[ToolCall] = []
         self._submitted: str | None = None
@@ -343,7 +348,8 @@ class FinQAEnv:
         if not isinstance(query, str):
             return "Error: query must be a string containing one SELECT statement.", "bad_arguments", 0
         result = sandbox.run_query(
-            self._world.con, world_id, info.table_name, query, self._limits, columns=list(info.columns)
+            self._world.con, world_id, info.table_name, query, self._limits,
+            columns=list(info.columns), cache=self._cache,
         )
         if result.ok:
             return result.text, None, result.rows

@@ -15,7 +15,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import duckdb
 
@@ -179,13 +179,22 @@ def load_tasks(snapshot: str | Path) -> list[dict[str, Any]]:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def evaluate_oracle(snapshot: str | Path, tasks: Iterable[dict[str, Any]] | None = None) -> OracleReport:
+def evaluate_oracle(
+    snapshot: str | Path,
+    tasks: Iterable[dict[str, Any]] | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_every: int = 1000,
+) -> OracleReport:
+    """Run the oracle on every task (default: all tasks of the snapshot); `progress` gets a line every N tasks."""
     env = FinQAEnv(snapshot=snapshot)
     totals: dict[str, Counter] = defaultdict(Counter)
     sources: dict[str, Counter] = defaultdict(Counter)
     report = OracleReport()
-    for task in tasks if tasks is not None else load_tasks(snapshot):
+    task_list = list(tasks) if tasks is not None else load_tasks(snapshot)
+    for i, task in enumerate(task_list, start=1):
         result = solve(env, task)
+        if progress is not None and (i % progress_every == 0 or i == len(task_list)):
+            progress(f"oracle: {i}/{len(task_list)} tasks, {len(report.failures) + (not result.correct)} failures")
         totals[task["question_type"]]["tasks"] += 1
         totals[task["question_type"]]["passed"] += result.correct
         sources[task["source"]]["tasks"] += 1

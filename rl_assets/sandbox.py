@@ -23,11 +23,15 @@ Plain Python on purpose: nothing here imports dagster.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import json
 import math
 import os
 import re
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -224,6 +228,9 @@ def open_world_db(
         "memory_limit": limits.memory_limit,
         "temp_directory": "",
         "max_temp_directory_size": "0B",
+        # The world's tables are tiny: the optimizer costs more than it saves (about half of a
+        # typical query's execution time) and results are identical without it.
+        "enable_optimizer": False,
     }
     con = duckdb.connect(str(os.fspath(path)), read_only=True, config=config)
     try:
@@ -245,6 +252,50 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> Any:
     return con.execute("SELECT current_setting(?)", [name]).fetchone()[0]
 
 
+class ResultCache:
+    """A thread-safe LRU cache of query results for one read-only database.
+
+    The world is immutable, so the same query on the same table always gives the same result:
+    ok results and validation errors are cached; timeouts and resource errors (which depend on
+    the moment) are not. RL rollouts repeat queries a lot (a GRPO group asks the same question
+    many times), and a hit skips parsing and execution entirely.
+    """
+
+    def __init__(self, max_entries: int = 50_000):
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+        self._data: OrderedDict[tuple, QueryResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> QueryResult | None:
+        with self._lock:
+            result = self._data.get(key)
+            if result is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+    def put(self, key: tuple, result: QueryResult) -> None:
+        if result.error_kind in _UNCACHEABLE:
+            return
+        with self._lock:
+            self._data[key] = result
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+
+_UNCACHEABLE = frozenset({"timeout", "resource_limit", "execution_error"})
+
+
 def run_query(
     con: duckdb.DuckDBPyConnection,
     schema: str,
@@ -252,24 +303,50 @@ def run_query(
     query: str,
     limits: SandboxLimits = SandboxLimits(),
     columns: list[str] | None = None,
+    cache: ResultCache | None = None,
 ) -> QueryResult:
     """Validate and execute an agent query against exactly one table ``schema.table``.
 
     ``columns`` (optional) are the table's column names; when given, references
-    to other columns are rejected early with a helpful list.  Never raises.
+    to other columns are rejected early with a helpful list. ``cache`` (optional)
+    memoises results of this (read-only) database. Never raises.
     """
+    key = (schema, table, query, limits, tuple(columns) if columns is not None else None)
+    if cache is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    result = _run_query(con, schema, table, query, limits, columns)
+    if cache is not None:
+        cache.put(key, result)
+    return result
+
+
+def _run_query(con, schema, table, query, limits, columns) -> QueryResult:
+    validated = _validate_cached(query, schema, table, limits, tuple(columns) if columns is not None else None)
+    if validated[0] == "error":
+        return _error(validated[1], validated[2], limits)
+    _, sql, cte_names = validated
     try:
-        sql, cte_names = _validate_and_rewrite(query, schema, table, limits, columns)
-    except _Rejected as rejected:
-        return _error(rejected.kind, rejected.message, limits)
-    except RecursionError:
-        return _error("parse_error", "Query is nested too deeply.", limits)
-    except Exception as e:  # defensive: a sqlglot bug must not escape
-        return _error("parse_error", f"Could not analyse query: {_clean_message(str(e))}", limits)
-    try:
-        return _execute(con, sql, limits, cte_names)
+        return _execute(con, sql, limits, dict(cte_names))
     except Exception as e:  # defensive: _execute already maps DuckDB errors
         return _error("execution_error", f"Query failed: {_clean_message(str(e))}", limits)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _validate_cached(
+    query: Any, schema: str, table: str, limits: SandboxLimits, columns: tuple[str, ...] | None
+) -> tuple:
+    """("ok", sql, cte_names) or ("error", kind, message); memoised (validation is pure)."""
+    try:
+        sql, cte_names = _validate_and_rewrite(query, schema, table, limits, list(columns) if columns is not None else None)
+    except _Rejected as rejected:
+        return ("error", rejected.kind, rejected.message)
+    except RecursionError:
+        return ("error", "parse_error", "Query is nested too deeply.")
+    except Exception as e:  # defensive: a sqlglot bug must not escape
+        return ("error", "parse_error", f"Could not analyse query: {_clean_message(str(e))}")
+    return ("ok", sql, tuple(sorted(cte_names.items())))
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +382,26 @@ def _validate_and_rewrite(
     rewritten, cte_names = _rewrite(statement, schema, table)
     # comments=False: comments are dropped so that nothing the agent wrote in a
     # comment (e.g. "*/ ; DROP ...") can reach DuckDB as code.
-    return rewritten.sql(dialect="duckdb", comments=False), cte_names
+    return _bounded_sql(rewritten, limits.max_rows + 1), cte_names
+
+
+def _bounded_sql(statement: exp.Expression, max_rows: int) -> str:
+    """SQL that returns at most max_rows rows.
+
+    A plain SELECT gets (or keeps a smaller literal) LIMIT directly, which is much cheaper in
+    DuckDB than a wrapping subquery; anything else (UNION, a non-literal LIMIT) is wrapped.
+    """
+    if isinstance(statement, exp.Select):
+        limit = statement.args.get("limit")
+        current = limit.expression if isinstance(limit, exp.Limit) else None
+        if limit is None or (
+            isinstance(current, exp.Literal) and current.is_int and int(current.this) > max_rows
+        ):
+            statement.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+            return statement.sql(dialect="duckdb", comments=False)
+        if isinstance(current, exp.Literal) and current.is_int:
+            return statement.sql(dialect="duckdb", comments=False)
+    return f"SELECT * FROM ({statement.sql(dialect='duckdb', comments=False)}) AS q LIMIT {int(max_rows)}"
 
 
 def _parse_single_statement(query: str) -> exp.Expression:
@@ -593,7 +689,8 @@ def _rewrite(
                 node.set("db", exp.to_identifier(schema, quoted=True))
         return node
 
-    return statement.transform(transform, copy=True), {v: k for k, v in renamed.items()}
+    # the tree was parsed for this call only: rewrite it in place (no deep copy)
+    return statement.transform(transform, copy=False), {v: k for k, v in renamed.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -603,33 +700,87 @@ def _execute(
     con: duckdb.DuckDBPyConnection, sql: str, limits: SandboxLimits, cte_names: dict[str, str]
 ) -> QueryResult:
     """Run validated SQL on a fresh cursor under a timer; map errors to kinds."""
-    wrapped = f"SELECT * FROM ({sql}) AS q LIMIT {int(limits.max_rows) + 1}"
     # A cursor per call: the shared connection may serve several threads, and
     # interrupt() then only hits this query.
     cursor = con.cursor()
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        cursor.interrupt()
-
-    timer = threading.Timer(limits.timeout_s, interrupt)
-    timer.daemon = True
-    timer.start()
+    ticket = _WATCHDOG.watch(cursor, limits.timeout_s)
+    fired = False
     try:
-        cursor.execute(wrapped)
+        cursor.execute(sql)  # already bounded to max_rows + 1 rows (_bounded_sql)
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
     except Exception as e:  # duckdb.Error subclasses and MemoryError alike
-        return _execution_failure(e, fired.is_set(), limits, cte_names)
+        fired = _WATCHDOG.release(ticket)
+        return _execution_failure(e, fired, limits, cte_names)
     finally:
-        timer.cancel()
-        timer.join()  # never close the cursor while interrupt() runs
+        if not fired:
+            _WATCHDOG.release(ticket)  # after this, interrupt() can no longer hit the cursor
         try:
             cursor.close()
         except Exception:
             pass
     return _render(names, rows, limits)
+
+
+class _Watchdog:
+    """One daemon thread that interrupts queries past their deadline.
+
+    Cheaper than a ``threading.Timer`` (a new thread) per query. ``watch`` registers a cursor with
+    a deadline; ``release`` unregisters it and says whether it was interrupted. Interrupts happen
+    under the same lock, so once ``release`` returns the cursor can be closed safely.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._active: dict[int, Any] = {}
+        self._fired: set[int] = set()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cursor: Any, timeout_s: float) -> int:
+        with self._cond:
+            self._seq += 1
+            ticket = self._seq
+            self._active[ticket] = cursor
+            heapq.heappush(self._heap, (time.monotonic() + timeout_s, ticket))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sandbox-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return ticket
+
+    def release(self, ticket: int) -> bool:
+        with self._cond:
+            self._active.pop(ticket, None)
+            fired = ticket in self._fired
+            self._fired.discard(ticket)
+            return fired
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._active:
+                    heapq.heappop(self._heap)  # released before its deadline
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, ticket = self._heap[0]
+                now = time.monotonic()
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                cursor = self._active.get(ticket)
+                if cursor is not None:
+                    self._fired.add(ticket)
+                    try:
+                        cursor.interrupt()
+                    except Exception:
+                        pass
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _execution_failure(

@@ -30,3 +30,8 @@ end)
 {% macro topic_phrase(expr) -%}
 (case when length({{ expr }}) > 110 then left({{ expr }}, 107) || '...' else {{ expr }} end)
 {%- endmacro %}
+
+{#- Fallback display name for a company folder name: 'my_corp' -> 'My Corp'. -#}
+{% macro company_display_name(expr) -%}
+array_to_string(list_transform(string_split({{ humanize(expr) }}, ' '), lambda w: upper(left(w, 1)) || substr(w, 2)), ' ')
+{%- endmacro %}

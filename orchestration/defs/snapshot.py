@@ -45,7 +45,7 @@ def environment_snapshot(
     snapshot = export_snapshot(warehouse.path, data_paths.snapshots_root, source_versions)
     context.log.info(f"snapshot {snapshot.hash} at {snapshot.path} ({'new' if snapshot.created else 'unchanged'})")
 
-    report = evaluate_oracle(snapshot.path)
+    report = evaluate_oracle(snapshot.path, progress=context.log.info)
     passed = report.passed(ORACLE_MIN_PASS_RATE)
     check_metadata = {
         **{f"{name}/pass_rate": s["pass_rate"] for name, s in report.task_sets.items()},

@@ -2,9 +2,10 @@
 -- combined by ratio, difference or share. Each table contributes one anchor fact per year: its first
 -- "total ..." row if it has one, else its first row with a usable amount.
 with amounts as (
-    select f.*, n.display_name
+    -- a company missing from seeds/company_names.csv is named from its folder ('my_corp' -> 'My Corp')
+    select f.*, coalesce(n.display_name, {{ company_display_name('f.company') }}) as display_name
     from {{ ref('int_sec10k_facts') }} as f
-    join {{ ref('company_names') }} as n on n.company = f.company
+    left join {{ ref('company_names') }} as n on n.company = f.company
     where f.status = 'ok' and f.value_kind in ('currency', 'number') and f.is_fiscal_year
 ),
 

@@ -3,9 +3,10 @@
 -- Families: lookup, abs_change, pct_change, ratio, share_of_total, cagr, average.
 -- Arithmetic families use only currency / plain-number cells (never percentages, years or multiples).
 with facts as (
-    select f.*, n.display_name
+    -- a company missing from seeds/company_names.csv is named from its folder ('my_corp' -> 'My Corp')
+    select f.*, coalesce(n.display_name, {{ company_display_name('f.company') }}) as display_name
     from {{ ref('int_sec10k_facts') }} as f
-    join {{ ref('company_names') }} as n on n.company = f.company
+    left join {{ ref('company_names') }} as n on n.company = f.company
 ),
 
 ok_facts as (
