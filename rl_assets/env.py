@@ -40,6 +40,7 @@ from rl_assets.telemetry import ToolCall, behaviour_rubric
 
 DESCRIPTION_CHARS = 160  # per table in get_descriptions
 TABLE_LIST_CHARS = 3500  # table names listed in an unknown-table error
+COMPANY_LIST_CHARS = 1500  # company names listed in an unknown-company error
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class FinQAEnv:
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             expected = self._task.get("world_id")
             task_hint = f" The company for this task is {expected!r}." if expected else ""
-            return None, f"Error: unknown company {company_name!r}.{hint}{task_hint}"
+            known = _bounded_list(sorted(self._world.tables), COMPANY_LIST_CHARS)
+            return None, f"Error: unknown company {company_name!r}.{hint}{task_hint} Companies: {known}"
         return world_id, None
 
     def _table(self, world_id: str, table_name: Any) -> tuple[TableInfo | None, str | None]:

@@ -49,7 +49,16 @@ periods as (
 ),
 
 pairs as (
-    select * from periods where prev_year is not null and prev_year < period_year
+    select
+        p.*,
+        -- [earlier value, later value]
+        to_json([
+            json_object('table', table_name, 'row_label_column', row_label_column, 'row_label', row_label,
+                        'column', prev_column_name, 'cell_text', prev_cell_text, 'value', prev_value),
+            {{ operand_json('p') }}
+        ]) as operands_json
+    from periods as p
+    where prev_year is not null and prev_year < period_year
 ),
 
 abs_change as (
@@ -57,11 +66,7 @@ abs_change as (
         world_id || '|' || table_name || '|' || row_index || '|' || prev_year || '-' || period_year as candidate_key,
         'abs_change' as family,
         world_id, company, table_name,
-        to_json([
-            json_object('table', table_name, 'row_label_column', row_label_column, 'row_label', row_label,
-                        'column', prev_column_name, 'cell_text', prev_cell_text, 'value', prev_value),
-            {{ operand_json('p') }}
-        ]) as operands_json,
+        operands_json,
         'a1 - a0' as gold_expression,
         value - prev_value as gold_value,
         'number' as gold_unit,
@@ -79,11 +84,7 @@ pct_change as (
         world_id || '|' || table_name || '|' || row_index || '|' || prev_year || '-' || period_year as candidate_key,
         'pct_change' as family,
         world_id, company, table_name,
-        to_json([
-            json_object('table', table_name, 'row_label_column', row_label_column, 'row_label', row_label,
-                        'column', prev_column_name, 'cell_text', prev_cell_text, 'value', prev_value),
-            {{ operand_json('p') }}
-        ]) as operands_json,
+        operands_json,
         '(a1 - a0) / a0 * 100' as gold_expression,
         case when prev_value > 0 then (value - prev_value) / prev_value * 100 end as gold_value,
         'percent' as gold_unit,
@@ -102,7 +103,12 @@ row_pairs as (
     select
         a.*,
         b.row_index as b_row_index, b.row_label as b_row_label, b.cell_text as b_cell_text, b.value as b_value,
-        b.column_name as b_column_name
+        b.column_name as b_column_name,
+        -- [row a, row b], same table and column
+        to_json([
+            {{ operand_json('a') }},
+            {{ operand_json('b') }}
+        ]) as operands_json
     from amounts as a
     join amounts as b
       on a.world_id = b.world_id and a.table_name = b.table_name and a.column_index = b.column_index
@@ -114,11 +120,7 @@ ratio as (
         world_id || '|' || table_name || '|' || row_index || '/' || b_row_index || '|' || column_index as candidate_key,
         'ratio' as family,
         world_id, company, table_name,
-        to_json([
-            {{ operand_json('r') }},
-            json_object('table', table_name, 'row_label_column', row_label_column, 'row_label', b_row_label,
-                        'column', b_column_name, 'cell_text', b_cell_text, 'value', b_value)
-        ]) as operands_json,
+        operands_json,
         'a0 / a1' as gold_expression,
         case when b_value <> 0 then value / b_value end as gold_value,
         'ratio' as gold_unit,
@@ -136,11 +138,7 @@ share_of_total as (
         world_id || '|' || table_name || '|' || row_index || '/' || b_row_index || '|' || column_index as candidate_key,
         'share_of_total' as family,
         world_id, company, table_name,
-        to_json([
-            {{ operand_json('r') }},
-            json_object('table', table_name, 'row_label_column', row_label_column, 'row_label', b_row_label,
-                        'column', b_column_name, 'cell_text', b_cell_text, 'value', b_value)
-        ]) as operands_json,
+        operands_json,
         'a0 / a1 * 100' as gold_expression,
         case when b_value > 0 then value / b_value * 100 end as gold_value,
         'percent' as gold_unit,
