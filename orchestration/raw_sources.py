@@ -497,7 +497,7 @@ def _load_sec10k(files: list[Path], raw_root: Path, col: _Collector, progress: P
         rel = _rel(path, raw_root)
         company, table_name = path.parent.name, path.stem
         key = f"{company}/{table_name}"
-        if progress:
+        if progress and (i % 100 == 0 or i == len(files)):
             progress(f"sec10k: file {i}/{len(files)} {rel}")
         ok, data = _read_json_file(path, rel, col, key)
         if not ok:

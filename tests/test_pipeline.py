@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,11 +17,14 @@ def _check_evaluations(result):
 
 
 def test_code_location_loads_through_the_dagster_cli():
-    """What `dagster dev -m orchestration.definitions` loads, validated by Dagster's own CLI."""
+    """What `dagster dev -m orchestration.definitions` loads, validated by Dagster's own CLI — as under
+    `dagster dev` (DAGSTER_IS_DEV_CLI set: the dbt manifest is re-parsed) and without .venv/bin on PATH."""
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, DAGSTER_IS_DEV_CLI="1")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if os.path.abspath(p) != bin_dir)
     proc = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "dagster") if (REPO_ROOT / ".venv" / "bin" / "dagster").exists() else "dagster",
-         "definitions", "validate", "-m", "orchestration.definitions"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        [os.path.join(bin_dir, "dagster"), "definitions", "validate", "-m", "orchestration.definitions"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from orchestration.defs.resources import WAREHOUSE_POOL, Warehouse
 from orchestration.paths import DBT_PROJECT_DIR
@@ -22,13 +23,12 @@ from orchestration.paths import DBT_PROJECT_DIR
 DBT_EXECUTABLE = os.path.join(os.path.dirname(sys.executable), "dbt")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()  # re-parses under `dagster dev`
 
 
 def prepare_manifest(force: bool = False) -> None:
     """Write dbt_project/target/manifest.json (`dbt parse`) if missing or if forced.
 
-    `DbtProject.prepare_if_dev()` only runs under `dagster dev`; the main command and the tests call this.
+    Called on import (forced under `dagster dev`), by the main command and by the tests.
     """
     if force or not dbt_project.manifest_path.exists():
         subprocess.run(
@@ -38,7 +38,9 @@ def prepare_manifest(force: bool = False) -> None:
         )
 
 
-prepare_manifest()
+# Under `dagster dev`, re-parse on every load so the UI matches the SQL on disk. (DbtProject.prepare_if_dev()
+# would call a `dbt` found on PATH, which fails when .venv is not activated; this uses .venv's dbt.)
+prepare_manifest(force=using_dagster_dev())
 
 
 class FinQADbtTranslator(DagsterDbtTranslator):
