@@ -37,12 +37,18 @@ def main() -> int:
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION"
         ]
-        failed = [c for c in checks if not c.passed]
+        failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+        warned = [c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.ERROR]
         materialized = result.get_asset_materialization_events()
         print(f"\nmain job: {'SUCCESS' if result.success else 'FAILED'} in {elapsed:.1f}s — "
-              f"{len(materialized)} assets materialised, {len(checks)} checks ({len(failed)} failed)")
+              f"{len(materialized)} assets materialised, {len(checks)} checks "
+              f"({len(failed)} failed, {len(warned)} warnings)")
         for c in failed:
             print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name}")
+        for c in warned:
+            detail = c.metadata.get("rejected_by_reason")
+            print(f"  WARN   check {c.asset_key.to_user_string()}:{c.check_name}"
+                  + (f" {detail.value}" if detail is not None else ""))
         return 0 if result.success and not failed else 1
 
 

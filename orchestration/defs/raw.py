@@ -27,11 +27,23 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "python"},
         code_version="raw-v1",
         pool=WAREHOUSE_POOL,
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_rejected_records",
+                asset=dg.AssetKey(["raw", source]),
+                description="Every record of the source loaded; rejected ones (WARN) are listed with file, key and reason.",
+            )
+        ],
     )
     def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, data_paths: DataPaths) -> dg.MaterializeResult:
         raw_root = Path(data_paths.raw_root)
         with warehouse.connect() as con:
             result = raw_sources.load_source(con, source, raw_root, progress=context.log.info)
+            rejected = con.execute(
+                "SELECT source_file, record_key, reason, detail FROM raw.rejected_records "
+                "WHERE source = ? ORDER BY source_file, record_key LIMIT 200",
+                [source],
+            ).fetchall()
         if result.rejected:
             context.log.warning(
                 f"{source}: {result.rejected} malformed record(s) written to raw.rejected_records: {result.rejected_by_reason}"
@@ -45,6 +57,20 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
                 "rejected_by_reason": result.rejected_by_reason,
                 **{f"rows/{table}": n for table, n in result.counts.items()},
             },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_rejected_records",
+                    passed=result.rejected == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "rejected_records": result.rejected,
+                        "rejected_by_reason": result.rejected_by_reason,
+                        "first_rejected": dg.MetadataValue.json(
+                            [{"file": f, "key": k, "reason": r, "detail": d} for f, k, r, d in rejected]
+                        ),
+                    },
+                )
+            ],
         )
 
     return _load
