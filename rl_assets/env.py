@@ -35,7 +35,7 @@ import duckdb
 
 from rl_assets import calculator as calc
 from rl_assets import grading, sandbox
-from rl_assets.snapshot import WORLD_DB, latest_snapshot
+from rl_assets.snapshot import WORLD_DB, latest_snapshot, read_manifest
 from rl_assets.telemetry import ToolCall, behaviour_rubric
 
 DESCRIPTION_CHARS = 160  # per table in get_descriptions
@@ -62,6 +62,7 @@ class World:
         self.limits = limits
         self.con = sandbox.open_world_db(snapshot / WORLD_DB, limits)
         self.result_cache = sandbox.ResultCache()
+        self.snapshot_hash = read_manifest(snapshot).get("snapshot_hash", snapshot.name)
         self.tables: dict[str, dict[str, TableInfo]] = {}
         self._by_lower: dict[str, dict[str, str]] = {}
         meta = duckdb.connect()
@@ -148,14 +149,16 @@ class FinQAEnv:
 
     # ------------------------------------------------------------------ episode
     def reset(self, **task: Any) -> str:
-        """Start an episode for one task (a row of tasks.parquet); returns the task text for the agent."""
+        """Start an episode for one task (a row of tasks.parquet); returns the task text for the agent
+        ("\n\nCompany: <company_name>\nQuestion: <question>", which TRL appends to the user prompt)."""
         self._task = dict(task)
         self._calls = []
         self._submitted = None
         self._grade = None
         company = task.get("world_id") or task.get("company_name") or ""
         question = task.get("question", "")
-        return f"Company: {company}\nQuestion: {question}"
+        # TRL appends this observation to the prompt's last user message: start on a new paragraph
+        return f"\n\nCompany: {company}\nQuestion: {question}"
 
     def get_reward(self) -> float:
         """1.0 if the submitted answer is correct (see rl_assets.grading), else 0.0."""
@@ -172,6 +175,7 @@ class FinQAEnv:
         rubric = behaviour_rubric(self._calls, self._submitted, grade.correct, grade.reason)
         return {
             "task_id": self._task.get("task_id"),
+            "snapshot_hash": self._world.snapshot_hash,
             "reward": 1.0 if grade.correct else 0.0,
             "rubric": rubric.asdict(),
             "tool_calls": [c.asdict() for c in self._calls],

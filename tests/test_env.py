@@ -44,7 +44,7 @@ def test_every_tool_has_a_json_schema_from_its_docstring(tool):
 def test_reset_returns_the_company_and_question(env, tasks):
     task = _task(tasks, source="sec10k", question_type="multi_table")
     text = env.reset(**task)
-    assert task["world_id"] in text and task["question"] in text
+    assert text == f"\n\nCompany: {task['world_id']}\nQuestion: {task['question']}"
     assert env.tool_calls == []
 
 
@@ -118,7 +118,7 @@ def test_reward_grades_the_first_submission_only(env, tasks):
     assert env.get_reward() == 1.0
 
 
-def test_report_is_json_and_rubric_reflects_behaviour(env, tasks):
+def test_report_is_json_and_rubric_reflects_behaviour(env, tasks, snapshot_dir):
     task = _task(tasks, source="sec10k", analytic_type="lookup")
     op = json.loads(task["gold_operands"])[0]
     company = task["world_id"]
@@ -131,6 +131,7 @@ def test_report_is_json_and_rubric_reflects_behaviour(env, tasks):
     env.sql_query(company, op["table"], operand_query(op))
     env.submit_answer(op["cell_text"])
     report = json.loads(json.dumps(env.report))
+    assert report["snapshot_hash"] == snapshot_dir.name and report["task_id"] == task["task_id"]
     rubric = report["rubric"]
     assert rubric["listed_tables_before_query"] is False
     assert rubric["inspected_schema_before_query"] is False  # made_up_table never inspected
