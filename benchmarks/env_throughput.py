@@ -729,19 +729,22 @@ def main(argv: list[str] | None = None) -> int:
         w(f"  column mismatch: {mm['world_id']}/{mm['table']}: only in JSON {mm['only_in_json']}, "
           f"only in world {mm['only_in_world']}\n")
     w(f"\n{'PASS' if p50_ok else 'FAIL'}: sql_query p50 {sql1.pct_ms(50):.3f} ms (target < {SQL_P50_TARGET_MS:g} ms, 1 thread)\n")
-    w(f"{'PASS' if speed_ok else 'FAIL'}: sql_query throughput {speedups[1]:.2f}× the baseline "
-      f"(target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
-    if len(thread_counts) > 1:
-        w(f"; {speedups[thread_counts[-1]]:.2f}× with {thread_counts[-1]} threads")
-    w(f"\n{'PASS' if cached_speedups[1] >= SPEEDUP_TARGET else 'FAIL'}: GRPO-like sql_query throughput "
-      f"{cached_speedups[1]:.2f}× the baseline (target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
+    # Throughput target, against each baseline and workload. The reference OpenEnv tool's own code path
+    # (pandas read_json -> to_sql -> read_sql_query per call) is the baseline the spec describes; the lean
+    # JSON -> sqlite3 reload is a stricter extra.
+    def verdict(ratio: float) -> str:
+        return "PASS" if ratio >= SPEEDUP_TARGET else "FAIL"
+
+    n_max = thread_counts[-1]
+    rows = []
     if ref_speedups:
-        w(f"\n{'PASS' if cached_ref_speedups[1] >= SPEEDUP_TARGET else 'FAIL'}: GRPO-like sql_query throughput "
-          f"{cached_ref_speedups[1]:.2f}× the pandas reference (target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
-        w(f"\n{'PASS' if ref_speedups[1] >= SPEEDUP_TARGET else 'FAIL'}: cold sql_query throughput "
-          f"{ref_speedups[1]:.2f}× the pandas reference (target ≥ {SPEEDUP_TARGET:g}×, 1 thread)")
-        if len(ref_speedups) > 1:
-            w(f"; {ref_speedups[thread_counts[-1]]:.2f}× with {thread_counts[-1]} threads")
+        rows += [("reference code path (pandas)", "cold", ref_speedups, ""),
+                 ("reference code path (pandas)", "GRPO-like", cached_ref_speedups, "")]
+    rows += [("lean JSON->sqlite3 reload", "cold", speedups, ""),
+             ("lean JSON->sqlite3 reload", "GRPO-like", cached_speedups, "")]
+    for baseline_name, workload_name, ratios, _ in rows:
+        w(f"{verdict(ratios[1])}: sql_query throughput, {workload_name} workload, {ratios[1]:.2f}× the {baseline_name} "
+          f"(target ≥ {SPEEDUP_TARGET:g}×, 1 thread)" + (f"; {ratios[n_max]:.2f}× with {n_max} threads" if n_max != 1 else "") + "\n")
     w(f"\nTotal benchmark time {total_s:.1f}s.\n")
     if prof is not None:
         w(f"\n### sql_query profile ({prof['calls']} calls)\n\nEach phase timed separately over the same queries "
