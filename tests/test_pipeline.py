@@ -83,8 +83,21 @@ def test_world_covers_every_non_empty_source_table(marts):
 
 def test_splits_are_disjoint_by_company_and_real_questions_never_train(marts):
     leaks = marts.execute(
-        "select source, company from marts.tasks group by all having count(distinct split) > 1").fetchall()
+        "select split_group from marts.tasks group by all having count(distinct split) > 1").fetchall()
     assert leaks == []
+    # across sources: a FinQA ticker of a 10-K company (AAPL -> apple) shares that company's split,
+    # and its questions are excluded when that company trains
+    cross = marts.execute(
+        "select t.company, t.split, s.split from marts.tasks t join seeds.company_tickers k on k.ticker = t.company "
+        "join intermediate.int_company_splits s on s.source = 'sec10k' and s.company = k.company "
+        "where t.source = 'finqa'").fetchall()
+    assert all(task_split == company_split for _, task_split, company_split in cross)
+    in_train = marts.execute(
+        "select count(*) from marts.task_exclusions where reason = 'company_in_train_split'").fetchone()[0]
+    train_tickers = marts.execute(
+        "select count(*) from intermediate.int_real_tasks r join intermediate.int_company_splits s "
+        "on s.source = r.source and s.company = r.company where s.split = 'train' and r.base_status = 'ok'").fetchone()[0]
+    assert in_train == train_tickers
     assert marts.execute("select count(*) from marts.tasks where source <> 'sec10k' and split = 'train'").fetchone()[0] == 0
     splits = {r[0] for r in marts.execute("select distinct split from marts.tasks").fetchall()}
     assert splits == {"train", "val", "test"}

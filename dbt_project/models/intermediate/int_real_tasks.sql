@@ -101,9 +101,13 @@ tatqa as (
 )
 
 select
-    *,
+    r.*,
     case
         when base_status <> 'ok' then base_status
+        {% if not var('real_tasks_in_train') %}
+        -- the same real company is a training company through its 10-K tables
+        when sp.split = 'train' then 'company_in_train_split'
+        {% endif %}
         when gold_value is null or isnan(gold_value) or isinf(gold_value) then 'non_finite_answer'
         when reference_value is null then 'non_numeric_answer'
         when abs(gold_value - reference_value) > greatest(0.01 * abs(reference_value), 0.006)
@@ -112,4 +116,5 @@ select
             then 'answer_program_mismatch'
         else 'ok'
     end as status
-from (select * from finqa union all by name select * from tatqa)
+from (select * from finqa union all by name select * from tatqa) as r
+left join {{ ref('int_company_splits') }} as sp on sp.source = r.source and sp.company = r.company

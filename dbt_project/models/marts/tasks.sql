@@ -67,6 +67,7 @@ select
     t.analytic_type,
     t.world_id,
     t.company,
+    s.split_group,
     t.question,
     t.gold_value,
     t.gold_unit,
