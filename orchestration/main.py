@@ -22,9 +22,7 @@ def main() -> int:
 
     import dagster as dg
 
-    from orchestration.defs.dbt import prepare_manifest
-
-    prepare_manifest(force=True)  # the dbt manifest always matches the SQL on disk
+    # importing the definitions re-parses the dbt project first if any of its files changed
     from orchestration.definitions import defs
 
     started = time.perf_counter()

@@ -23,11 +23,8 @@ def pipeline(tmp_path_factory) -> PipelineRun:
     import dagster as dg
 
     from orchestration import paths
-    from orchestration.defs.dbt import prepare_manifest
+    from orchestration.definitions import build_definitions  # re-parses the dbt project if it changed
     from orchestration.defs.resources import DataPaths, Warehouse
-
-    prepare_manifest(force=True)
-    from orchestration.definitions import build_definitions
 
     root = tmp_path_factory.mktemp("pipeline")
     warehouse = root / "warehouse.duckdb"

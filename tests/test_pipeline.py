@@ -129,3 +129,21 @@ def test_downstream_materialisations_record_parent_data_versions(pipeline):
     tasks_tags = instance.get_latest_materialization_event(dg.AssetKey(["marts", "tasks"])).asset_materialization.tags
     assert "dagster/input_data_version/intermediate/int_company_splits" in tasks_tags
     assert tasks_tags.get("dagster/data_version")
+
+
+def test_dbt_manifest_is_reparsed_when_the_project_changes(tmp_path):
+    """Editing a model or YAML makes the manifest stale; loading the definitions re-parses it first, so
+    the dbt assets never run against a manifest that misses a model or test (no stale KeyError)."""
+    from orchestration.defs import dbt as dbt_defs
+
+    dbt_defs.prepare_manifest()
+    assert not dbt_defs._manifest_is_stale()
+    model = REPO_ROOT / "dbt_project" / "models" / "marts" / "tasks_multi_table.sql"
+    stat = model.stat()
+    os.utime(model, (stat.st_atime, dbt_defs.dbt_project.manifest_path.stat().st_mtime + 0.5))
+    try:
+        assert dbt_defs._manifest_is_stale()
+        dbt_defs.prepare_manifest()
+        assert not dbt_defs._manifest_is_stale()
+    finally:
+        os.utime(model, (stat.st_atime, stat.st_mtime))

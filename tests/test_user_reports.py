@@ -9,7 +9,7 @@ import shutil
 import dagster as dg
 import duckdb
 
-from orchestration.defs.dbt import finqa_dbt_models, prepare_manifest
+from orchestration.defs.dbt import finqa_dbt_models
 from orchestration.defs.raw import raw_assets
 from orchestration.defs.resources import DataPaths, Warehouse
 from orchestration.definitions import dbt_resource
@@ -38,7 +38,6 @@ def _materialise(raw_root, warehouse, tmp_path):
 
 
 def test_a_dropped_in_company_becomes_part_of_the_world_and_the_tasks(tmp_path):
-    prepare_manifest()
     raw_root = tmp_path / "raw"
     # a small copy of the real sources ...
     for company in ("apple", "nvidia"):

@@ -25,12 +25,25 @@ DBT_EXECUTABLE = os.path.join(os.path.dirname(sys.executable), "dbt")
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
-def prepare_manifest(force: bool = False) -> None:
-    """Write dbt_project/target/manifest.json (`dbt parse`) if missing or if forced.
+def _manifest_is_stale() -> bool:
+    """True if manifest.json is missing or older than any file of the dbt project."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
+    for folder in ("models", "macros", "seeds", "tests"):
+        sources += [p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file()]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
 
-    Called on import (forced under `dagster dev`), by the main command and by the tests.
+
+def prepare_manifest(force: bool = False) -> None:
+    """Write dbt_project/target/manifest.json (`dbt parse`) if it is missing or older than the project.
+
+    Runs when this module is imported, BEFORE the dbt assets are defined from the manifest, so the
+    assets always match the SQL and YAML on disk (a manifest re-parsed after import would not).
     """
-    if force or not dbt_project.manifest_path.exists():
+    if force or _manifest_is_stale():
         subprocess.run(
             [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
             check=True,
@@ -38,8 +51,6 @@ def prepare_manifest(force: bool = False) -> None:
         )
 
 
-# Under `dagster dev`, re-parse on every load so the UI matches the SQL on disk. (DbtProject.prepare_if_dev()
-# would call a `dbt` found on PATH, which fails when .venv is not activated; this uses .venv's dbt.)
 prepare_manifest(force=using_dagster_dev())
 
 
