@@ -1,6 +1,6 @@
 -- Candidate multi-table tasks: two values from two DIFFERENT tables of the same company and fiscal year,
 -- combined by ratio, difference or share. Each table contributes one anchor fact per year: its first
--- "total ..." row if it has one, else its first row with a usable amount.
+-- "total ..." row if it has one, else its first row with a currency amount (e.g. '$61,307').
 with amounts as (
     -- a company missing from seeds/company_names.csv is named from its folder ('my_corp' -> 'My Corp')
     select f.*, coalesce(n.display_name, {{ company_display_name('f.company') }}) as display_name
@@ -12,6 +12,8 @@ with amounts as (
 anchors as (
     select *
     from amounts
+    -- an amount worth comparing across tables: a total, or a value reported in currency
+    where lower(row_label) like 'total%' or value_kind = 'currency'
     qualify row_number() over (
         partition by world_id, table_name, period_year
         order by (lower(row_label) like 'total%') desc, row_index
