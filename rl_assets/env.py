@@ -107,7 +107,7 @@ class World:
         return self._by_lower.get(world_id, {}).get(str(table_name).strip().lower())
 
 
-_WORLDS: dict[tuple[str, sandbox.SandboxLimits], World] = {}
+_WORLDS: dict[tuple[str, str], World] = {}
 _WORLDS_LOCK = threading.Lock()
 
 
@@ -115,8 +115,16 @@ def load_world(snapshot: str | os.PathLike, limits: sandbox.SandboxLimits = sand
     """The World of a snapshot, loaded once per process and shared by every environment."""
     path = Path(snapshot).resolve()
     with _WORLDS_LOCK:
-        key = (str(path), limits)
+        # one connection per file and memory limit: DuckDB refuses a second connection to the same file
+        # with another configuration. Row, character and time limits are per call, so environments
+        # with different SandboxLimits (same memory_limit) share the world.
+        key = (str(path), limits.memory_limit)
         if key not in _WORLDS:
+            if any(p == str(path) for p, _ in _WORLDS):
+                raise ValueError(
+                    f"{path} is already open with another memory_limit in this process; "
+                    "use the same SandboxLimits.memory_limit for every environment on one snapshot"
+                )
             _WORLDS[key] = World(path, limits)
         return _WORLDS[key]
 

@@ -159,3 +159,21 @@ def test_a_disciplined_episode_scores_well_on_the_rubric(env, tasks):
     assert rubric["hallucinated_identifiers"] == 0 and rubric["errors"] == 0
     assert rubric["recovered_after_error"] is None
     assert rubric["answered"] is False and rubric["correct"] is False
+
+
+def test_environments_with_different_row_limits_share_the_world(snapshot_dir, tasks):
+    from rl_assets.sandbox import SandboxLimits
+
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    op = json.loads(task["gold_operands"])[0]
+    small = FinQAEnv(snapshot=snapshot_dir, limits=SandboxLimits(max_rows=1))
+    large = FinQAEnv(snapshot=snapshot_dir)
+    assert small._world is large._world
+    query = f'SELECT "{op["row_label_column"]}" FROM {op["table"]} LIMIT 2'
+    for env in (small, large):
+        env.reset(**task)
+    assert "truncated" in small.sql_query(task["world_id"], op["table"], query)
+    full = json.loads(large.sql_query(task["world_id"], op["table"], query))
+    assert len(full) == 2
+    with pytest.raises(ValueError, match="memory_limit"):
+        FinQAEnv(snapshot=snapshot_dir, limits=SandboxLimits(memory_limit="128MB"))
