@@ -143,10 +143,22 @@ class FinQAEnv:
         limits: sandbox.SandboxLimits = sandbox.SandboxLimits(),
         rel_tol: float = 0.01,
         cache_results: bool = True,
+        description_chars: int = DESCRIPTION_CHARS,
     ):
+        """
+        Args:
+            snapshot: snapshot directory (default: the newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots).
+            limits: sandbox limits for sql_query (rows, characters, time; memory per process and snapshot).
+            rel_tol: relative tolerance of the grader.
+            cache_results: memoise sql_query results (the world is read-only).
+            description_chars: characters of each table description in get_descriptions; 0 lists names
+                only (the longest listing, citibank, is ~14k characters at 160, ~4k at 0: tool outputs count
+                towards TRL's max_completion_length).
+        """
         self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
         self._limits = limits
         self._rel_tol = rel_tol
+        self._description_chars = description_chars
         # the world is read-only: identical queries give identical results, so they are memoised
         # per process (shared by all environments on this snapshot); see sandbox.ResultCache
         self._cache = self._world.result_cache if cache_results else None
@@ -197,7 +209,7 @@ class FinQAEnv:
             company_name: The company, exactly as given in the task (e.g. "apple").
 
         Returns:
-            A JSON list of {"table_name", "description"} objects.
+            A JSON list of {"table_name", "description"} objects (or of table names).
         """
         return self._call("get_descriptions", {"company_name": company_name}, self._descriptions)
 
@@ -208,7 +220,7 @@ class FinQAEnv:
             company_name: The company, exactly as given in the task (e.g. "apple").
 
         Returns:
-            A JSON list of {"table_name", "description"} objects.
+            A JSON list of {"table_name", "description"} objects (or of table names).
         """
         return self._call("get_table_names", {"company_name": company_name}, self._descriptions)
 
@@ -318,8 +330,10 @@ class FinQAEnv:
         world_id, error = self._company(company_name)
         if error:
             return error, "unknown_company" if world_id is None and "unknown" in error else "bad_arguments", 0
+        if self._description_chars <= 0:
+            return json.dumps(list(self._world.tables[world_id]), ensure_ascii=False), None, 0
         tables = [
-            {"table_name": t.table_name, "description": _shorten(t.description, DESCRIPTION_CHARS)}
+            {"table_name": t.table_name, "description": _shorten(t.description, self._description_chars)}
             for t in self._world.tables[world_id].values()
         ]
         return json.dumps(tables, ensure_ascii=False), None, 0

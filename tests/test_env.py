@@ -177,3 +177,13 @@ def test_environments_with_different_row_limits_share_the_world(snapshot_dir, ta
     assert len(full) == 2
     with pytest.raises(ValueError, match="memory_limit"):
         FinQAEnv(snapshot=snapshot_dir, limits=SandboxLimits(memory_limit="128MB"))
+
+
+def test_table_listing_can_be_names_only_to_save_completion_tokens(snapshot_dir, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    full = FinQAEnv(snapshot=snapshot_dir)
+    names_only = FinQAEnv(snapshot=snapshot_dir, description_chars=0)
+    described = json.loads(full.get_descriptions(task["world_id"]))
+    listed = json.loads(names_only.get_descriptions(task["world_id"]))
+    assert listed == [t["table_name"] for t in described]
+    assert len(json.dumps(listed)) < len(json.dumps(described))
