@@ -58,6 +58,7 @@ import duckdb  # noqa: E402
 
 from rl_assets import sandbox  # noqa: E402
 from rl_assets.env import FinQAEnv, load_world  # noqa: E402
+from rl_assets.oracle import load_tasks, operand_query  # noqa: E402
 from rl_assets.snapshot import latest_snapshot, read_manifest  # noqa: E402
 
 TOOLS = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
@@ -67,7 +68,6 @@ EPISODE_CALLS = 50  # untimed env.reset() every this many calls (keeps the per-e
 SQL_P50_TARGET_MS = 1.0
 SPEEDUP_TARGET = 20.0
 GROUP_SIZE = 8  # rollouts per prompt in the GRPO-like sql_query workload
-_SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # ----------------------------------------------------------------------------- workload
@@ -98,21 +98,6 @@ class Workload:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def quote_table(name: str) -> str:
-    return name if _SIMPLE_IDENTIFIER.match(name) else quote_ident(name)
-
-
-def quote_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def build_query(table: str, column: str, row_label_column: str, row_label: str) -> str:
-    return (
-        f"SELECT {quote_ident(column)} FROM {quote_table(table)} "
-        f"WHERE {quote_ident(row_label_column)} = {quote_str(row_label)}"
-    )
 
 
 def normalize_identifier(name: str) -> str:
@@ -146,13 +131,7 @@ def _expression(task: dict[str, Any], rng: random.Random) -> str:
 
 def build_workload(snapshot: Path, raw_dir: Path, world_columns: dict[tuple[str, str], tuple[str, ...]],
                    n: int, seed: int) -> Workload:
-    con = duckdb.connect()
-    try:
-        cur = con.execute(f"SELECT * FROM read_parquet('{snapshot / 'tasks.parquet'}') ORDER BY task_id")
-        names = [d[0] for d in cur.description]
-        tasks = [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    tasks = load_tasks(snapshot)
     if not tasks:
         raise SystemExit(f"no tasks in {snapshot / 'tasks.parquet'}")
     rng = random.Random(seed)
@@ -198,7 +177,7 @@ def build_workload(snapshot: Path, raw_dir: Path, world_columns: dict[tuple[str,
                 skipped["column_not_in_json"] = skipped.get("column_not_in_json", 0) + 1
                 continue
             items.append(SqlItem(world_id, table, rlc, label, column, op.get("cell_text"),
-                                 build_query(table, column, rlc, label)))
+                                 operand_query(op)))
     if not items:
         raise SystemExit("no sec10k gold operand has a raw JSON table: check --raw-dir")
     distinct = sorted(set(items), key=lambda it: (it.world_id, it.table, it.query))

@@ -13,7 +13,7 @@ import dagster as dg
 from orchestration.defs.dbt import dbt_resource, finqa_dbt_models
 from orchestration.defs.raw import raw_assets
 from orchestration.defs.resources import default_resources
-from orchestration.defs.snapshot import snapshot_assets, snapshot_checks
+from orchestration.defs.snapshot import snapshot_assets
 from orchestration.defs.validation import validation_checks
 
 # The main job: the whole asset graph with all checks, on local defaults.
@@ -26,7 +26,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     """Definitions with the given resources (defaults: paths from orchestration.paths / env vars)."""
     return dg.Definitions(
         assets=[*raw_assets, finqa_dbt_models, *snapshot_assets],
-        asset_checks=[*validation_checks, *snapshot_checks],
+        asset_checks=validation_checks,  # the oracle check is declared on the snapshot asset itself
         jobs=[main_job],
         resources={"dbt": dbt_resource(), **default_resources(), **(resources or {})},
     )

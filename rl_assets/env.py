@@ -59,7 +59,6 @@ class World:
 
     def __init__(self, snapshot: Path, limits: sandbox.SandboxLimits):
         self.snapshot = snapshot
-        self.limits = limits
         self.con = sandbox.open_world_db(snapshot / WORLD_DB, limits)
         self.result_cache = sandbox.ResultCache()
         self.snapshot_hash = read_manifest(snapshot).get("snapshot_hash", snapshot.name)
@@ -301,35 +300,37 @@ class FinQAEnv:
         )
         return text
 
-    def _company(self, company_name: Any) -> tuple[str | None, str | None]:
+    def _company(self, company_name: Any) -> tuple[str | None, str | None, str | None]:
+        """(world_id, None, None), or (None, error message, error kind)."""
         if not isinstance(company_name, str) or not company_name.strip():
-            return None, "Error: company_name must be a non-empty string, e.g. the company given in the task."
+            return None, "Error: company_name must be a non-empty string, e.g. the company given in the task.", "bad_arguments"
         world_id = self._world.resolve_company(company_name)
         if world_id is None:
             close = difflib.get_close_matches(company_name.strip().lower(), list(self._world.tables), n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             expected = self._task.get("world_id")
             task_hint = f" The company for this task is {expected!r}." if expected else ""
-            known = _bounded_list(sorted(self._world.tables), COMPANY_LIST_CHARS)
-            return None, f"Error: unknown company {company_name!r}.{hint}{task_hint} Companies: {known}"
-        return world_id, None
+            known = _bounded_list(sorted(self._world.tables), COMPANY_LIST_CHARS, "companies")
+            return None, f"Error: unknown company {company_name!r}.{hint}{task_hint} Companies: {known}", "unknown_company"
+        return world_id, None, None
 
-    def _table(self, world_id: str, table_name: Any) -> tuple[TableInfo | None, str | None]:
+    def _table(self, world_id: str, table_name: Any) -> tuple[TableInfo | None, str | None, str | None]:
+        """(table info, None, None), or (None, error message, error kind)."""
         if not isinstance(table_name, str) or not table_name.strip():
-            return None, "Error: table_name must be a non-empty string; call get_descriptions to list the tables."
+            return None, "Error: table_name must be a non-empty string; call get_descriptions to list the tables.", "bad_arguments"
         resolved = self._world.resolve_table(world_id, table_name)
         if resolved is None:
             names = list(self._world.tables[world_id])
             close = difflib.get_close_matches(table_name.strip(), names, n=3, cutoff=0.5)
             hint = f" Closest: {', '.join(close)}." if close else ""
-            listing = _bounded_list(names, TABLE_LIST_CHARS)
-            return None, f"Error: unknown table {table_name!r} for company {world_id!r}.{hint} Tables: {listing}"
-        return self._world.tables[world_id][resolved], None
+            listing = _bounded_list(names, TABLE_LIST_CHARS, "tables (see get_descriptions)")
+            return None, f"Error: unknown table {table_name!r} for company {world_id!r}.{hint} Tables: {listing}", "unknown_table"
+        return self._world.tables[world_id][resolved], None, None
 
     def _descriptions(self, company_name: Any):
-        world_id, error = self._company(company_name)
+        world_id, error, kind = self._company(company_name)
         if error:
-            return error, "unknown_company" if world_id is None and "unknown" in error else "bad_arguments", 0
+            return error, kind, 0
         if self._description_chars <= 0:
             return json.dumps(list(self._world.tables[world_id]), ensure_ascii=False), None, 0
         tables = [
@@ -339,12 +340,12 @@ class FinQAEnv:
         return json.dumps(tables, ensure_ascii=False), None, 0
 
     def _table_info(self, company_name: Any, table_name: Any):
-        world_id, error = self._company(company_name)
+        world_id, error, kind = self._company(company_name)
         if error:
-            return error, _kind(error, "unknown_company"), 0
-        info, error = self._table(world_id, table_name)
+            return error, kind, 0
+        info, error, kind = self._table(world_id, table_name)
         if error:
-            return error, _kind(error, "unknown_table"), 0
+            return error, kind, 0
         columns = [
             {
                 "name": c,
@@ -367,12 +368,12 @@ class FinQAEnv:
         return json.dumps(payload, ensure_ascii=False), None, 0
 
     def _sql(self, company_name: Any, table_name: Any, query: Any):
-        world_id, error = self._company(company_name)
+        world_id, error, kind = self._company(company_name)
         if error:
-            return error, _kind(error, "unknown_company"), 0
-        info, error = self._table(world_id, table_name)
+            return error, kind, 0
+        info, error, kind = self._table(world_id, table_name)
         if error:
-            return error, _kind(error, "unknown_table"), 0
+            return error, kind, 0
         if not isinstance(query, str):
             return "Error: query must be a string containing one SELECT statement.", "bad_arguments", 0
         result = sandbox.run_query(
@@ -420,17 +421,13 @@ def _text_or(value: Any, default: str | None) -> str | None:
     return value if isinstance(value, str) and value else default
 
 
-def _kind(error: str, default: str) -> str:
-    return default if "unknown" in error else "bad_arguments"
-
-
-def _bounded_list(names: list[str], max_chars: int) -> str:
+def _bounded_list(names: list[str], max_chars: int, what: str) -> str:
     """Comma-separated whole names up to max_chars, with a count of the rest."""
     shown: list[str] = []
     used = 0
     for name in names:
         if used + len(name) + 2 > max_chars:
-            return ", ".join(shown) + f", ... and {len(names) - len(shown)} more (see get_descriptions)"
+            return ", ".join(shown) + f", ... and {len(names) - len(shown)} more {what}"
         shown.append(name)
         used += len(name) + 2
     return ", ".join(shown)

@@ -193,8 +193,6 @@ def evaluate_oracle(
     task_list = list(tasks) if tasks is not None else load_tasks(snapshot)
     for i, task in enumerate(task_list, start=1):
         result = solve(env, task)
-        if progress is not None and (i % progress_every == 0 or i == len(task_list)):
-            progress(f"oracle: {i}/{len(task_list)} tasks, {len(report.failures) + (not result.correct)} failures")
         totals[task["question_type"]]["tasks"] += 1
         totals[task["question_type"]]["passed"] += result.correct
         sources[task["source"]]["tasks"] += 1
@@ -204,6 +202,8 @@ def evaluate_oracle(
                 {"task_id": result.task_id, "source": task["source"], "question_type": task["question_type"],
                  "reason": result.reason, "detail": result.detail[:300]}
             )
+        if progress is not None and (i % progress_every == 0 or i == len(task_list)):
+            progress(f"oracle: {i}/{len(task_list)} tasks, {len(report.failures)} failures")
     for name in TASK_SETS:
         c = totals[name]
         report.task_sets[name] = {"tasks": c["tasks"], "passed": c["passed"],

@@ -6,8 +6,6 @@ check solves every task through the environment's real tools (rl_assets.oracle) 
 downstream (training, evaluation) unless every task set passes at >= ORACLE_MIN_PASS_RATE.
 """
 
-from pathlib import Path
-
 import dagster as dg
 
 from orchestration.defs.resources import DataPaths, Warehouse
@@ -76,13 +74,4 @@ def environment_snapshot(
     )
 
 
-def snapshot_path_from_metadata(instance: dg.DagsterInstance) -> Path:
-    """Where the latest materialised snapshot lives (for downstream assets and tools)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("environment_snapshot"))
-    if event is None:
-        raise FileNotFoundError("environment_snapshot has not been materialised")
-    return Path(event.asset_materialization.metadata["path"].value)
-
-
 snapshot_assets = [environment_snapshot]
-snapshot_checks: list = []
