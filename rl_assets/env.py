@@ -378,7 +378,7 @@ class FinQAEnv:
             return "Error: query must be a string containing one SELECT statement.", "bad_arguments", 0
         result = sandbox.run_query(
             self._world.con, world_id, info.table_name, query, self._limits,
-            columns=list(info.columns), cache=self._cache,
+            columns=info.columns, cache=self._cache,
         )
         if result.ok:
             return result.text, None, result.rows
