@@ -18,15 +18,14 @@ class PipelineRun:
     snapshots_root: Path
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> PipelineRun:
+def _run_main_job(root: Path) -> PipelineRun:
+    """Run the whole main job into `root` (warehouse + snapshots) on an ephemeral instance."""
     import dagster as dg
 
     from orchestration import paths
     from orchestration.definitions import build_definitions  # re-parses the dbt project if it changed
     from orchestration.defs.resources import DataPaths, Warehouse
 
-    root = tmp_path_factory.mktemp("pipeline")
     warehouse = root / "warehouse.duckdb"
     snapshots_root = root / "snapshots"
     saved = os.environ.get("FINQA_RL_WAREHOUSE")
@@ -45,6 +44,17 @@ def pipeline(tmp_path_factory) -> PipelineRun:
         else:
             os.environ["FINQA_RL_WAREHOUSE"] = saved
     return PipelineRun(result, instance, warehouse, snapshots_root)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> PipelineRun:
+    return _run_main_job(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def run_main_job():
+    """The job runner behind `pipeline`, for tests that need a second, independent run."""
+    return _run_main_job
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,8 @@ series as (
         to_json(list({{ operand_json('a') }} order by period_year)) as operands_json,
         arg_min(value, period_year) as first_value,
         arg_max(value, period_year) as last_value,
-        avg(value) as mean_value
+        -- ordered: a parallel avg() adds in any order, and the float result (so the snapshot hash) varies
+        avg(value order by period_year) as mean_value
     from amounts as a
     where is_fiscal_year
     group by all
