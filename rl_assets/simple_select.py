@@ -19,7 +19,8 @@ The subset (every token must fit it):
   joins, no comma joins, no aliases, no subqueries, no table functions, no set operations);
 * words are the plain keywords below, calls of the allowlisted functions below, type names inside
   ``CAST(... AS type)``, select-list aliases (``expr AS name``), or the table's columns (bare or
-  double-quoted); anything else (an unknown column, ``OVER``, ``JOIN``, ``WITH``, ``UNION``, ...)
+  double-quoted); a keyword stands before ``(`` only where that is syntax (``IN (...)``, ``AND (...)``);
+  anything else (an unknown column, ``OVER``, ``JOIN``, ``WITH``, ``UNION``, ``first(...)``, ...)
   means "not in the subset";
 * operators are comparisons, ``+ - * /``, parentheses and commas; ``*`` only as multiplication or
   in ``count(*)`` (never a projection); no comments, ``;``, ``::``, ``||``, ``.``, brackets;
@@ -47,6 +48,12 @@ KEYWORDS = frozenset(
         "NULLS", "FIRST", "LAST", "LIMIT", "AND", "OR", "NOT", "AS", "IN", "LIKE", "ILIKE",
         "BETWEEN", "IS", "NULL", "TRUE", "FALSE", "CASE", "WHEN", "THEN", "ELSE", "END",
     }
+)
+# keywords that may stand before "(" as syntax, never as a function name (FIRST and LAST may not: first()
+# and last() are DuckDB aggregates)
+PAREN_KEYWORDS = frozenset(
+    {"SELECT", "DISTINCT", "WHERE", "HAVING", "AND", "OR", "NOT", "IN", "BETWEEN", "CASE", "WHEN", "THEN",
+     "ELSE", "LIKE", "ILIKE", "BY"}
 )
 AGGREGATES = frozenset({"sum", "avg", "min", "max", "count", "median"})
 SCALARS = frozenset(
@@ -190,13 +197,15 @@ def recognise(query: str, schema: str, table: str, columns: list[str] | tuple[st
             continue
         word = text.lower() if cls == _WORD_T else None
         upper = text.upper() if cls == _WORD_T else None
+        if word is None and nxt is not None and nxt[2] == "(":
+            return None  # "name"(...) calls a function, whatever the quotes
         if word is not None and nxt is not None and nxt[2] == "(":
             if word in FUNCTIONS:
                 pending_call = "cast" if word in ("cast", "try_cast") else "call"
                 aggregate = aggregate or word in AGGREGATES
                 i += 1
                 continue
-            if upper not in KEYWORDS:  # any other call: full validator
+            if upper not in PAREN_KEYWORDS:  # any other call (also first(...), last(...)): full validator
                 return None
             # a keyword before a parenthesis (IN (...), AND (...)): handled below
         if upper is not None and upper in KEYWORDS:
