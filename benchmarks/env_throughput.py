@@ -426,7 +426,8 @@ def verify(workload: Workload, raw_dir: Path, snapshot: Path, reference: bool) -
     ref_mismatches_text = 0  # still different after str() of the reference's (type-inferred) values
     world = env._world
     fast_path = sum(
-        simple_select.recognise(it.query, it.world_id, it.table, world.tables[it.world_id][it.table].columns, 51) is not None
+        simple_select.recognise(it.query, it.world_id, it.table, world.tables[it.world_id][it.table].columns,
+                                  sandbox.SandboxLimits().max_rows + 1) is not None
         for it in distinct
     )
     for it in distinct:
@@ -525,8 +526,8 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
         timed("sandbox.run_query", cold(lambda it: sandbox.run_query(world.con, it.world_id, it.table, it.query, limits, cols[it])))
         timed("  simple_select.recognise (fast path: DuckDB tokenizer + token checks)",
               lambda it: simple_select.recognise(it.query, it.world_id, it.table, cols[it], limits.max_rows + 1))
-        sqls = timed("  (for comparison) full sqlglot validation + rewrite + SQL generation",
-                     lambda it: sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it], fast_path=False)[0])
+        timed("  (for comparison) full sqlglot validation + rewrite + SQL generation",
+              lambda it: sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it], fast_path=False))
         timed("    sqlglot.parse (duckdb dialect)", lambda it: sqlglot.parse(it.query, read="duckdb"))
         sqls = [sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it])[0] for it in items]
         timed("  _execute (cursor + watchdog + execute + fetch + render)", lambda sql: sandbox._execute(world.con, sql, limits, {}), sqls)
