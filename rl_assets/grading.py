@@ -19,38 +19,7 @@ Answer extraction (``extract_answer``)
    ``*`` are removed.
 3. Otherwise ``None``.
 
-Number parsing (``parse_number`` / ``parse_answer``)
-----------------------------------------------------
-* Thousands separators: ``1,234`` and ``1,234,567.5`` are one number (groups of
-  exactly three digits with no space after the comma). ``1, 234`` and ``[1,2]``
-  are two numbers.
-* Negatives: ``-5``, ``\u22125`` (unicode minus), ``-$5``, ``$-5`` and
-  accounting parentheses ``(1,234)``, ``$(1,234)``, ``($1,234)``. A ``-``
-  glued to a preceding word or digit is a hyphen, not a sign
-  (``2018-2019`` gives 2018 and 2019).
-* Currency markers ``$``, ``US$``, ``USD``, ``EUR``, ``GBP``, ``\u20ac``,
-  ``\u00a3`` and ``\u00a5`` are ignored.
-* Percent: ``%``, ``percent``, ``per cent``, ``pct``, ``pp``,
-  ``percentage point(s)`` set ``is_percent``. The value stays in percent
-  points: ``3.4%`` has value 3.4.
-* Scale words right after the number: ``thousand``/``k`` (1e3),
-  ``million``/``mn``/``mm``/``m`` (1e6), ``billion``/``bn``/``b`` (1e9) and
-  ``trillion``/``tn``/``t`` (1e12), plurals and any case.
-  ``value = bare * scale``; ``bare`` is the number as written, with its sign.
-* Scientific notation (``1e3``) and a leading dot (``.5``) are accepted.
-  Other trailing words (``8.1 years``) and leading words (``approximately``)
-  are ignored.
-* A number glued to a preceding letter, digit or dot is not read (``Q4``,
-  ``FY2019``).
-* Years used as labels are skipped: a plain 4-digit integer followed by
-  ``:`` (``2019: 5.0; 2018: 4.1`` gives 5.0 and 4.1). A year anywhere else
-  counts as a number.
-* Non-finite results (``1e999``) are dropped. Dashes, ``n/a`` and empty
-  strings contain no number.
-* Light LaTeX clean-up first: ``\\%``, ``\\$``, ``\\text{..}``/``\\mathrm{..}``,
-  ``{,}``, ``\\,`` between digit groups, ``\\left(``/``\\right)``.
-* ``parse_answer`` returns every number, in order. ``parse_number`` returns
-  the FIRST one, or ``None``.
+Number parsing: see ``rl_assets.numbers`` (``parse_number`` / ``parse_answer``), re-exported here.
 
 Grading rules (``grade``)
 -------------------------
@@ -98,6 +67,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from rl_assets.numbers import ParsedNumber, parse_answer, parse_number
 
 __all__ = [
     "Grade",
@@ -161,118 +132,6 @@ def extract_answer(text: str) -> str | None:
                 return line
         return ""
     return None
-
-
-# --------------------------------------------------------------------------
-# Number parsing
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParsedNumber:
-    value: float  # numeric value with scale word applied ('$1.2 billion' -> 1.2e9)
-    bare: float  # the number as written, without scale word (1.2)
-    is_percent: bool  # written with % / 'percent' / 'pct'
-    scale: float  # 1, 1e3, 1e6, 1e9, 1e12
-
-
-_SCALE_WORDS = {
-    "thousand": 1e3, "thousands": 1e3, "k": 1e3,
-    "million": 1e6, "millions": 1e6, "mn": 1e6, "mm": 1e6, "m": 1e6,
-    "billion": 1e9, "billions": 1e9, "bn": 1e9, "b": 1e9,
-    "trillion": 1e12, "trillions": 1e12, "tn": 1e12, "t": 1e12,
-}
-
-_MINUS_CHARS = "-\u2212"
-
-_NUMBER_RE = re.compile(
-    r"""
-    (?<![\w.])                                   # not glued to a word/number
-    (?P<open>\(\s*)?
-    (?P<sign1>[-+\u2212]\s*)?
-    (?P<cur>(?:US\$|USD|EUR|GBP|\$|€|£|¥)\s*)?
-    (?P<open2>\(\s*)?
-    (?P<sign2>[-+\u2212]\s*)?
-    (?P<num>
-        \d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?       # 1,234,567.89
-      | \d+(?:\.\d+)?                            # 1234.5
-      | \.\d+                                    # .5
-    )
-    (?P<exp>[eE][-+]?\d+)?
-    (?:\s*(?P<scale>thousands?|millions?|billions?|trillions?
-                   |mm|mn|bn|tn|k|m|b|t)\b)?
-    (?:\s*(?P<pct>%|percentage\s+points?\b|percent\b|per\s?cent\b|pct\b|pp\b))?
-    (?P<close>\s*\))?
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
-
-_YEAR_LABEL_RE = re.compile(r"\s*:")
-
-_LATEX_SUBS = [
-    (re.compile(r"\\(?:text|mathrm|textbf|mathbf|textrm|mbox)\s*\{([^{}]*)\}"), r"\1"),
-    (re.compile(r"\\left\s*([()\[\]])"), r"\1"),
-    (re.compile(r"\\right\s*([()\[\]])"), r"\1"),
-    (re.compile(r"(?<=\d)(?:\{,\}|\\,)(?=\d{3}(?!\d))"), ","),
-    (re.compile(r"\\%"), "%"),
-    (re.compile(r"\\\$"), "$"),
-    (re.compile(r"\\[,;:! ]"), " "),
-]
-
-_SPACE_CHARS = {"\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " "}
-
-
-def _clean(text: str) -> str:
-    for bad, good in _SPACE_CHARS.items():
-        text = text.replace(bad, good)
-    for pattern, repl in _LATEX_SUBS:
-        text = pattern.sub(repl, text)
-    return text
-
-
-def parse_answer(text: str) -> list[ParsedNumber]:
-    """All numbers in an answer, in order (see the module docstring for rules)."""
-    if not isinstance(text, str) or not text:
-        return []
-    text = _clean(text)
-    out: list[ParsedNumber] = []
-    for m in _NUMBER_RE.finditer(text):
-        num = m.group("num")
-        plain = not (m.group("sign1") or m.group("sign2") or m.group("cur")
-                     or m.group("exp") or m.group("scale") or m.group("pct")
-                     or m.group("open") or m.group("open2"))
-        if plain and len(num) == 4 and num.isdigit() and _YEAR_LABEL_RE.match(text, m.end()):
-            continue  # '2019: 5.0' -> the year is a label
-
-        try:
-            bare = float(num.replace(",", "") + (m.group("exp") or ""))
-        except ValueError:  # pragma: no cover - the regex only yields valid floats
-            continue
-        signs = (m.group("sign1") or "") + (m.group("sign2") or "")
-        has_minus = any(ch in _MINUS_CHARS for ch in signs)
-        in_parens = bool((m.group("open") or m.group("open2")) and m.group("close"))
-        if has_minus or in_parens:  # '(-5)' is still just negative
-            bare = -bare
-
-        scale_word = (m.group("scale") or "").lower()
-        scale = _SCALE_WORDS.get(scale_word, 1.0)
-        value = bare * scale
-        if not (math.isfinite(bare) and math.isfinite(value)):
-            continue
-        out.append(ParsedNumber(value=value, bare=bare,
-                                is_percent=m.group("pct") is not None, scale=scale))
-    return out
-
-
-def parse_number(text: str) -> ParsedNumber | None:
-    """Parse one number (the first one in ``text``); None when there is none.
-
-    Examples: '$61,307', '$ 40678', '(1,234)' -> -1234, '-3.4%', '12.5 percent',
-    '8.1 years' -> 8.1, '1.2 million', '$3.5bn', 'USD 1,000', '\u22125', '1e3', '.5',
-    'approximately 93.8%'. '\u2014', '-', '' and 'n/a' give None.
-    """
-    numbers = parse_answer(text)
-    return numbers[0] if numbers else None
 
 
 # --------------------------------------------------------------------------
