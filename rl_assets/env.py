@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import duckdb
 
@@ -143,6 +143,8 @@ class FinQAEnv:
         rel_tol: float = 0.01,
         cache_results: bool = True,
         description_chars: int = DESCRIPTION_CHARS,
+        splits: Iterable[str] | None = None,
+        scope_to_task_company: bool = True,
     ):
         """
         Args:
@@ -153,11 +155,17 @@ class FinQAEnv:
             description_chars: characters of each table description in get_descriptions; 0 lists names
                 only (the longest listing, citibank, is ~14k characters at 160, ~4k at 0: tool outputs count
                 towards TRL's max_completion_length).
+            splits: the task splits this environment accepts (e.g. ("train",) for a trainer); reset() with a
+                task of another split raises ValueError. None accepts every split.
+            scope_to_task_company: the tools answer only for the episode's company (the task's world_id);
+                any other company is an error (kind "other_company"). False opens the whole world.
         """
         self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
         self._limits = limits
         self._rel_tol = rel_tol
         self._description_chars = description_chars
+        self._splits = frozenset(splits) if splits is not None else None
+        self._scope_to_task_company = scope_to_task_company
         # the world is read-only: identical queries give identical results, so they are memoised
         # per process (shared by all environments on this snapshot); see sandbox.ResultCache
         self._cache = self._world.result_cache if cache_results else None
@@ -169,7 +177,14 @@ class FinQAEnv:
     # ------------------------------------------------------------------ episode
     def reset(self, **task: Any) -> str:
         """Start an episode for one task (a row of tasks.parquet); returns the task text for the agent
-        ("\n\nCompany: <company_name>\nQuestion: <question>", which TRL appends to the user prompt)."""
+        ("\n\nCompany: <company_name>\nQuestion: <question>", which TRL appends to the user prompt).
+
+        Raises ValueError when the environment was created for other splits than the task's."""
+        if self._splits is not None and task.get("split") not in self._splits:
+            raise ValueError(
+                f"task {task.get('task_id')!r} is in split {task.get('split')!r}; this environment accepts only "
+                f"{sorted(self._splits)} (FinQAEnv(splits=...))"
+            )
         self._task = dict(task)
         self._calls = []
         self._submitted = None
@@ -211,17 +226,6 @@ class FinQAEnv:
             A JSON list of {"table_name", "description"} objects (or of table names).
         """
         return self._call("get_descriptions", {"company_name": company_name}, self._descriptions)
-
-    def get_table_names(self, company_name: str) -> str:
-        """List the tables of a company's filing (same as get_descriptions).
-
-        Args:
-            company_name: The company, exactly as given in the task (e.g. "apple").
-
-        Returns:
-            A JSON list of {"table_name", "description"} objects (or of table names).
-        """
-        return self._call("get_table_names", {"company_name": company_name}, self._descriptions)
 
     def get_table_info(self, company_name: str, table_name: str) -> str:
         """Describe one table: its description, columns with their types, and row labels (not the numbers).
@@ -312,6 +316,10 @@ class FinQAEnv:
             task_hint = f" The company for this task is {expected!r}." if expected else ""
             known = _bounded_list(sorted(self._world.tables), COMPANY_LIST_CHARS, "companies")
             return None, f"Error: unknown company {company_name!r}.{hint}{task_hint} Companies: {known}", "unknown_company"
+        expected = self._task.get("world_id")
+        if self._scope_to_task_company and expected and world_id != expected:
+            return None, (f"Error: this episode is about company {expected!r}; the tools answer only for it, "
+                          f"not for {world_id!r}."), "other_company"
         return world_id, None, None
 
     def _table(self, world_id: str, table_name: Any) -> tuple[TableInfo | None, str | None, str | None]:

@@ -173,6 +173,7 @@ class OracleReport:
 
 
 def load_tasks(snapshot: str | Path) -> list[dict[str, Any]]:
+    """Every task of the snapshot (the oracle check itself must see the ones it cannot solve)."""
     with duckdb.connect() as con:
         cursor = con.execute(f"SELECT * FROM read_parquet('{Path(snapshot) / 'tasks.parquet'}') ORDER BY task_id")
         names = [d[0] for d in cursor.description]

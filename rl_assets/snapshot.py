@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import duckdb
 
@@ -154,3 +154,31 @@ def latest_snapshot(snapshots_root: str | os.PathLike) -> Path:
     if not candidates:
         raise FileNotFoundError(f"no snapshot under {root}: materialise the environment_snapshot asset first")
     return max(candidates, key=lambda p: (read_manifest(p)["created_at"], p.name))
+
+
+def read_tasks(
+    snapshot: str | os.PathLike,
+    splits: Iterable[str] | None = None,
+    question_types: Iterable[str] | None = None,
+    sources: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The tasks training and evaluation may use, as dicts ordered by task_id.
+
+    Tasks the snapshot's oracle check could not solve (manifest `oracle.unsolved`, each with its reason)
+    are left out. `splits` / `question_types` / `sources` filter when given.
+    """
+    snapshot = Path(snapshot)
+    unsolved = {u["task_id"] for u in read_manifest(snapshot).get("oracle", {}).get("unsolved", [])}
+    filters, params = [], []
+    for column, values in (("split", splits), ("question_type", question_types), ("source", sources)):
+        if values is not None:
+            values = list(values)
+            filters.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "false")
+            params.extend(values)
+    where = f"WHERE {' AND '.join(filters)}" if filters else ""
+    with duckdb.connect() as con:
+        cursor = con.execute(
+            f"SELECT * FROM read_parquet('{snapshot / 'tasks.parquet'}') {where} ORDER BY task_id", params
+        )
+        names = [d[0] for d in cursor.description]
+        return [row for row in (dict(zip(names, r)) for r in cursor.fetchall()) if row["task_id"] not in unsolved]

@@ -5,10 +5,11 @@ into a `Rubric`. Both are plain dataclasses whose `asdict()` is JSON-serialisabl
 
 ToolCall fields
     step            0-based position of the call in the episode
-    tool            tool name: get_descriptions, get_table_names, get_table_info, sql_query, calculator, submit_answer
+    tool            tool name: get_descriptions, get_table_info, sql_query, calculator, submit_answer
     arguments       the arguments as passed (dict of strings)
     ok              the call succeeded
-    error_kind      None when ok; else one of: unknown_company, unknown_table, unknown_column, bad_arguments,
+    error_kind      None when ok; else one of: unknown_company, other_company (a company that exists but is not the
+                    episode's), unknown_table, unknown_column, bad_arguments,
                     calculator_error, already_answered, or a sandbox kind (parse_error, not_select,
                     multiple_statements, forbidden_function, forbidden_table, unfiltered_query, timeout,
                     resource_limit, execution_error, query_too_long)
@@ -20,7 +21,7 @@ Rubric fields
     tool_calls                      total number of tool calls
     calls_by_tool                   {tool: count}
     errors                          calls with ok = False
-    listed_tables_before_query      the company's tables were listed (get_descriptions / get_table_names) before
+    listed_tables_before_query      the company's tables were listed (get_descriptions) before
                                     the first sql_query; None if the episode made no sql_query
     inspected_schema_before_query   every table queried with sql_query had get_table_info called on it before its
                                     first query; None if no sql_query
@@ -41,7 +42,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-LISTING_TOOLS = ("get_descriptions", "get_table_names")
+LISTING_TOOLS = ("get_descriptions",)
 HALLUCINATION_KINDS = frozenset({"unknown_company", "unknown_table", "unknown_column"})
 
 

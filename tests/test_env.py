@@ -10,7 +10,7 @@ import pytest
 from rl_assets.env import FinQAEnv
 from rl_assets.oracle import operand_query
 
-TOOLS = ["calculator", "get_descriptions", "get_table_info", "get_table_names", "sql_query", "submit_answer"]
+TOOLS = ["calculator", "get_descriptions", "get_table_info", "sql_query", "submit_answer"]
 
 
 @pytest.fixture
@@ -54,7 +54,6 @@ def test_listing_and_schema_show_structure_not_numbers(env, tasks):
     env.reset(**task)
     listing = json.loads(env.get_descriptions(task["world_id"]))
     assert op["table"] in {t["table_name"] for t in listing}
-    assert json.loads(env.get_table_names(task["world_id"])) == listing
     info = json.loads(env.get_table_info(task["world_id"], op["table"]))
     assert op["column"] in [c["name"] for c in info["columns"]]
     assert op["row_label"] in info["row_labels"]
@@ -187,3 +186,47 @@ def test_table_listing_can_be_names_only_to_save_completion_tokens(snapshot_dir,
     listed = json.loads(names_only.get_descriptions(task["world_id"]))
     assert listed == [t["table_name"] for t in described]
     assert len(json.dumps(listed)) < len(json.dumps(described))
+
+
+def test_tools_answer_only_for_the_episode_company(env, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    other = next(t for t in tasks if t["world_id"] != task["world_id"])
+    env.reset(**task)
+    assert not env.get_descriptions(task["world_id"]).startswith("Error")
+    refused = env.get_descriptions(other["world_id"])
+    assert refused.startswith("Error") and task["world_id"] in refused
+    op = json.loads(other["gold_operands"])[0]
+    assert env.sql_query(other["world_id"], op["table"], "SELECT 1 LIMIT 1").startswith("Error")
+    assert [c.error_kind for c in env.tool_calls[1:]] == ["other_company", "other_company"]
+
+
+def test_an_unscoped_environment_answers_for_any_company(snapshot_dir, tasks):
+    env = FinQAEnv(snapshot=snapshot_dir, scope_to_task_company=False)
+    task = _task(tasks, source="sec10k", analytic_type="lookup")
+    other = next(t for t in tasks if t["world_id"] != task["world_id"])
+    env.reset(**task)
+    assert not env.get_descriptions(other["world_id"]).startswith("Error")
+
+
+def test_a_training_environment_refuses_tasks_of_other_splits(snapshot_dir, tasks):
+    env = FinQAEnv(snapshot=snapshot_dir, splits=("train",))
+    env.reset(**next(t for t in tasks if t["split"] == "train"))
+    held_out = next(t for t in tasks if t["split"] == "test")
+    with pytest.raises(ValueError, match="split 'test'"):
+        env.reset(**held_out)
+
+
+def test_read_tasks_filters_and_leaves_out_unsolved_tasks(snapshot_dir, tasks, tmp_path):
+    import shutil
+
+    from rl_assets.snapshot import MANIFEST, read_manifest, read_tasks
+
+    train_single = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])
+    expected = [t["task_id"] for t in tasks if t["split"] == "train" and t["question_type"] == "single_table"]
+    assert [t["task_id"] for t in train_single] == expected and expected
+    copy = tmp_path / "snap"
+    shutil.copytree(snapshot_dir, copy)
+    manifest = read_manifest(copy)
+    manifest["oracle"] = {"unsolved": [{"task_id": expected[0], "reason": "query_failed"}]}
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    assert [t["task_id"] for t in read_tasks(copy, splits=["train"], question_types=["single_table"])] == expected[1:]

@@ -65,7 +65,7 @@ def test_grpo_trainer_runs_with_the_environment_factory(tiny_tokenizer, snapshot
     trainer = trl.GRPOTrainer(model=model, processing_class=tiny_tokenizer, args=config,
                               train_dataset=Dataset.from_list(rows), environment_factory=factory)
     assert sorted(t.__name__ for t in trainer.tools) == [
-        "calculator", "get_descriptions", "get_table_info", "get_table_names", "sql_query", "submit_answer"]
+        "calculator", "get_descriptions", "get_table_info", "sql_query", "submit_answer"]
     assert "FinQAEnv" in trainer.reward_func_names
 
     trainer.train()
