@@ -1,0 +1,107 @@
+"""Held-out behaviour of a training run, side by side: untrained / SFT only / SFT + GRPO.
+
+    .venv/bin/python benchmarks/training_heldout.py --run data/runs/<id> [--snapshot DIR] [--episodes 200]
+        [--batch-size 32] [--json-out FILE]
+
+For each stage of the run that exists (`checkpoints/base` = the model before training, `checkpoints/sft/final`,
+`model/`), plays the same greedy episodes on test-split single-table tasks — companies no training episode
+saw — through the real `FinQAEnv` with the run's own prompt and environment options (`model/prompt.json`),
+via `rl_assets.rollouts.run_hf_episodes`, and prints the behaviour rates of
+`rl_assets.training.heldout` (company used, queried table inspected first, identifiers exist, recovery
+after an error, submitted, pass@1, well-formed turns, tool-error rate) with the generation speed and the
+machine's load average. The tasks are a seeded sample (`--seed`), the same for every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a training run's output directory")
+    parser.add_argument("--snapshot", help="snapshot (default: the one in the run's lineage.json / run.json)")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-turns", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", default=",".join(name for name, _ in STAGES))
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    from rl_assets.rollouts import read_prompt_config, run_hf_episodes
+    from rl_assets.training.heldout import RATES, behaviour_rates, heldout_tasks
+
+    run = Path(args.run)
+    lineage = json.loads((run / "lineage.json").read_text()) if (run / "lineage.json").exists() else {}
+    snapshot = args.snapshot or lineage.get("snapshot_path")
+    if not snapshot:
+        parser.error("--snapshot is required (the run has no lineage.json)")
+    prompt = read_prompt_config(run / "model")
+    tasks = heldout_tasks(snapshot, args.episodes, args.seed)
+    by_id = {t["task_id"]: t for t in tasks}
+    sources = {}
+    for t in tasks:
+        sources[t["source"]] = sources.get(t["source"], 0) + 1
+    print(f"run {run} (config {lineage.get('config_name')}), snapshot {Path(snapshot).name}: {len(tasks)} test-split "
+          f"single-table tasks {sources}, greedy, batch {args.batch_size}; load average {os.getloadavg()}")
+
+    results = {}
+    wanted = set(args.stages.split(","))
+    for name, rel in STAGES:
+        directory = run / rel
+        if name not in wanted or not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
+            continue
+        started = time.perf_counter()
+        episodes = run_hf_episodes(str(directory), tasks, snapshot, greedy=True, batch_size=args.batch_size,
+                                   max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                                   env_kwargs=prompt["env"], policy_name=f"{name}:{run}")
+        wall = time.perf_counter() - started
+        rates = behaviour_rates(episodes, by_id)
+        tokens = sum(e.tokens_out for e in episodes)
+        rates.update({"wall_s": round(wall, 1), "generated_tokens_per_s": round(tokens / wall, 1),
+                      "load_average": os.getloadavg()})
+        by_source = {}
+        for source in sorted(sources):
+            subset = [e for e in episodes if by_id[e.task_id]["source"] == source]
+            by_source[source] = behaviour_rates(subset, by_id)
+        rates["by_source"] = by_source
+        results[name] = rates
+        print(f"  {name}: {len(episodes)} episodes in {wall:.0f}s ({rates['generated_tokens_per_s']:.0f} generated tokens/s)")
+
+    header = f"{'rate':<24}" + "".join(f"{name:>12}" for name in results)
+    print("\n" + header + "\n" + "-" * len(header))
+    for key in (*RATES, "episodes_with_error", "turns_per_episode", "wall_s"):
+        cells = []
+        for rates in results.values():
+            value = rates.get(key)
+            cells.append(f"{'-':>12}" if value is None else f"{value:>12.3f}" if isinstance(value, float) else f"{value:>12}")
+        print(f"{key:<24}" + "".join(cells))
+    for source in sorted(sources):
+        print(f"\n{source} ({sources[source]} tasks): " + "; ".join(
+            f"{name}: company {r['by_source'][source].get('company_used', 0):.2f}, inspected "
+            f"{r['by_source'][source].get('table_inspected_first', 0):.2f}, submitted {r['by_source'][source].get('submitted', 0):.2f}, "
+            f"pass@1 {r['by_source'][source].get('pass_at_1', 0):.2f}" for name, r in results.items()))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"run": str(run), "snapshot": str(snapshot), "episodes": len(tasks),
+                                                   "results": results}, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The prompt an agent sees at the start of an episode, shared by training, rollouts and evaluation.
+
+    messages = initial_messages(env.reset(**task))
+
+An episode starts with a system message (`SYSTEM_PROMPT`) and one user message: `USER_INSTRUCTION`
+followed by the environment's observation (`FinQAEnv.reset` returns "\\n\\nCompany: <id>\\nQuestion: <q>").
+That is exactly what TRL's `GRPOTrainer(environment_factory=...)` builds from a dataset row whose prompt is
+`dataset_prompt()`: it appends the observation to the last user message. The tool list itself is rendered
+by the chat template (see rl_assets.training.tiny.compact_chat_template), not written here.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = (
+    "You answer a question about one company's financial tables with tools, one call per turn: "
+    "get_descriptions lists its tables, get_table_info shows a table's columns and row labels, "
+    "sql_query fetches cells, calculator computes, submit_answer gives the final answer."
+)
+USER_INSTRUCTION = "Answer with the tools."
+
+
+def dataset_prompt(system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The messages before the environment's observation: a training dataset row's `prompt`."""
+    messages = [{"role": "user", "content": USER_INSTRUCTION}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def initial_messages(observation: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The chat messages of an episode before the first model turn (`observation` = `FinQAEnv.reset(...)`)."""
+    messages = dataset_prompt(system_prompt)
+    messages[-1] = {**messages[-1], "content": messages[-1]["content"] + observation}
+    return messages

@@ -1,0 +1,218 @@
+"""Episodes of a local Hugging Face model through real environments, batched across episodes.
+
+    episodes = run_hf_episodes("data/runs/<id>", tasks, snapshot, greedy=True, batch_size=16)
+
+`model` is a model directory (a training run's `<output>/model/`, or the run directory itself) or a
+`(model, tokenizer)` pair. From a directory, `prompt.json` gives the system prompt and the environment
+options the model was trained with, so episodes are rendered exactly as in training. Each episode runs in
+its own `FinQAEnv`; every round generates one turn for all unfinished episodes of a batch at once
+(left-padded), parses each turn with TRL's response parser, runs the tool calls and appends the results.
+
+An episode ends when `submit_answer` succeeds (`submitted`), when a turn contains no tool call
+(`no_tool_call`), after `max_turns` turns (`max_turns`), or when the conversation no longer fits the
+model's context (`context_full`). A turn is *well-formed* when it parsed into at least one tool call and
+every call names a tool with exactly that tool's arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from rl_assets.env import FinQAEnv
+from rl_assets.episodes import Episode
+from rl_assets.prompts import SYSTEM_PROMPT, initial_messages
+
+PROMPT_FILE = "prompt.json"
+TOOL_NAMES = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
+
+
+def model_dir(path: str | Path) -> Path:
+    """A run directory's `model/`, or the directory itself when it holds a model."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "config.json").exists() or (path / "model" / "adapter_config.json").exists() else path
+
+
+def read_prompt_config(path: str | Path) -> dict[str, Any]:
+    """`prompt.json` of a model directory: {"system_prompt": ..., "env": {FinQAEnv kwargs}} (defaults if absent)."""
+    file = model_dir(path) / PROMPT_FILE
+    config = json.loads(file.read_text()) if file.exists() else {}
+    return {"system_prompt": config.get("system_prompt", SYSTEM_PROMPT), "env": dict(config.get("env", {}))}
+
+
+def load_model(path: str | Path):
+    """(model, tokenizer) from a model directory: a full model or a PEFT adapter over its base model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = model_dir(path)
+    if not directory.exists():
+        raise FileNotFoundError(f"no model at {directory}")
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if (directory / "adapter_config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(directory)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(directory)
+    model.eval()
+    return model, tokenizer
+
+
+def ensure_response_parser(tokenizer):
+    """TRL's response parser for the tokenizer's chat template (already set for models this project saved)."""
+    if getattr(tokenizer, "response_template", None) is None and getattr(tokenizer, "response_schema", None) is None:
+        from trl.chat_template_utils import add_response_schema
+
+        add_response_schema(tokenizer)
+    return tokenizer
+
+
+def env_tools(env: FinQAEnv) -> list[Callable]:
+    """The environment's tools as bound methods (what TRL renders into the prompt)."""
+    return [getattr(env, name) for name in TOOL_NAMES]
+
+
+def well_formed_call(call: dict[str, Any]) -> bool:
+    function = call.get("function") or {}
+    name, arguments = function.get("name"), function.get("arguments")
+    if name not in TOOL_NAMES or not isinstance(arguments, dict):
+        return False
+    expected = set(inspect.signature(getattr(FinQAEnv, name)).parameters) - {"self"}
+    return set(arguments) == expected
+
+
+def run_hf_episodes(
+    model,
+    tasks: Iterable[dict[str, Any]],
+    snapshot: str | Path,
+    *,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    max_turns: int = 8,
+    max_new_tokens: int = 192,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    policy_name: str | None = None,
+) -> list[Episode]:
+    """Play every task with the model (see the module docstring); one `Episode` per task, in task order."""
+    import torch
+
+    if isinstance(model, (str, Path)):
+        prompt_config = read_prompt_config(model)
+        policy = policy_name or f"hf:{model}"
+        model, tokenizer = load_model(model)
+    else:
+        model, tokenizer = model
+        prompt_config = {"system_prompt": SYSTEM_PROMPT, "env": {}}
+        policy = policy_name or f"hf:{getattr(model, 'name_or_path', 'model')}"
+    ensure_response_parser(tokenizer)
+    options = {**prompt_config["env"], **(env_kwargs or {})}
+    tasks = list(tasks)
+    torch.manual_seed(seed)
+    context = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    envs = [FinQAEnv(snapshot=snapshot, **options) for _ in range(min(batch_size, len(tasks)) or 1)]
+    tools = env_tools(envs[0])
+    episodes: list[Episode] = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start:start + batch_size]
+        episodes.extend(_play_batch(model, tokenizer, chunk, envs, tools, prompt_config["system_prompt"], policy,
+                                    greedy, temperature, max_turns, max_new_tokens, context))
+        if progress is not None:
+            done = len(episodes)
+            solved = sum(e.correct for e in episodes)
+            progress(f"episodes {done}/{len(tasks)}, correct {solved}")
+    return episodes
+
+
+def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, greedy, temperature, max_turns,
+                max_new_tokens, context) -> list[Episode]:
+    import torch
+    from trl.chat_template_utils import parse_response
+
+    started = time.perf_counter()
+    states = []
+    for task, env in zip(tasks, envs):
+        observation = env.reset(**task)
+        states.append({"messages": initial_messages(observation, system_prompt), "stop": None, "turns": 0,
+                       "well_formed": 0, "tokens_in": 0, "tokens_out": 0, "model_s": 0.0, "env_s": 0.0, "error": None})
+    device = next(model.parameters()).device
+    while True:
+        active = [i for i, s in enumerate(states) if s["stop"] is None]
+        if not active:
+            break
+        prompts = []
+        for i in list(active):
+            ids = tokenizer.apply_chat_template(states[i]["messages"], tools=tools, add_generation_prompt=True,
+                                                tokenize=True, return_dict=True)["input_ids"]
+            if len(ids) + max_new_tokens > context:
+                states[i]["stop"] = "context_full"
+                active.remove(i)
+            else:
+                prompts.append(list(ids))
+        if not active:
+            break
+        width = max(len(p) for p in prompts)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            output = model.generate(
+                input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                do_sample=not greedy, temperature=temperature if not greedy else None, top_p=None, top_k=None,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+            )
+        generation_s = (time.perf_counter() - t0) / len(active)
+        for row, i in enumerate(active):
+            state, env = states[i], envs[i]
+            generated = output[row, width:].tolist()
+            if tokenizer.eos_token_id in generated:
+                generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
+            else:
+                generated = [t for t in generated if t != pad]
+            state["turns"] += 1
+            state["tokens_in"] += len(prompts[row])
+            state["tokens_out"] += len(generated)
+            state["model_s"] += generation_s
+            message = parse_response(tokenizer, generated, prefix=prompts[row], tools=tools)
+            calls = message.get("tool_calls") or []
+            state["messages"].append({"role": "assistant", "content": message.get("content") or "",
+                                      **({"tool_calls": calls} if calls else {})})
+            if not calls:
+                state["stop"] = "no_tool_call"
+                continue
+            state["well_formed"] += all(well_formed_call(c) for c in calls)
+            t1 = time.perf_counter()
+            for call in calls:
+                function = call.get("function") or {}
+                name = function.get("name")
+                try:
+                    if name not in TOOL_NAMES:
+                        raise ValueError(f"Tool {name} not found.")
+                    result = getattr(env, name)(**(function.get("arguments") or {}))
+                except Exception as e:  # as TRL does: the error goes back to the model
+                    result = str({"error": str(e)})
+                state["messages"].append({"role": "tool", "name": str(name), "content": str(result)})
+            state["env_s"] += time.perf_counter() - t1
+            if env.report["rubric"]["answered"]:
+                state["stop"] = "submitted"
+            elif state["turns"] >= max_turns:
+                state["stop"] = "max_turns"
+    elapsed = time.perf_counter() - started
+    episodes = []
+    for task, env, state in zip(tasks, envs, states):
+        report = env.report
+        rubric = report["rubric"]
+        episodes.append(Episode(
+            task_id=task["task_id"], policy=policy, answer=rubric["submitted_answer"], correct=bool(rubric["correct"]),
+            reward=float(report["reward"]), rubric=rubric, tool_calls=report["tool_calls"], stop_reason=state["stop"],
+            turns=state["turns"], well_formed_turns=state["well_formed"], tokens_in=state["tokens_in"],
+            tokens_out=state["tokens_out"], model_seconds=state["model_s"], env_seconds=state["env_s"],
+            latency_s=elapsed, messages=state["messages"],
+        ))
+    return episodes

@@ -1,0 +1,68 @@
+"""The compact chat template: TRL's Qwen3-Instruct-2507 *training* template (prefix-preserving, with
+`{% generation %}` markers for assistant-only loss) whose tools block is one short line per tool.
+
+TRL's own template renders every tool's full JSON schema into the system message: with FinQAEnv's five
+tools that is ~1,500 tokens before the question, more than a tiny model's whole episode. The compact
+block keeps the call format and names each tool with its arguments:
+
+    # Tools
+    One call per turn: <tool_call>
+    {"name": <tool>, "arguments": {<argument>: <value>}}
+    </tool_call>
+    get_descriptions(company_name)
+    ...
+
+Everything else (assistant tool calls, `<tool_response>` blocks) renders exactly as TRL's template, so
+TRL's tool-calling and prefix-preservation checks pass and TRL's Qwen3 response parser
+(`trl.chat_template_utils.qwen3_template`) parses the calls. Because the template is not byte-identical
+to a known one, TRL cannot recognise it: `attach_compact_template` sets the response parser itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TOOLS_BLOCK_START = "{%- if tools %}"
+TOOLS_BLOCK_END = "{%- else %}"
+
+COMPACT_TOOLS_BLOCK = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\\n\\n' }}
+    {%- endif %}
+    {{- '# Tools\\nOne call per turn: <tool_call>\\n{"name": <tool>, "arguments": {<argument>: <value>}}\\n</tool_call>\\n' }}
+    {%- for tool in tools %}
+        {%- set fn = tool.function if tool.function is defined else tool %}
+        {{- fn.name + '(' + (fn.parameters.properties | list | join(', ')) + ')\\n' }}
+    {%- endfor %}
+    {{- '<|im_end|>\\n' }}
+"""
+
+
+def trl_training_template() -> str:
+    import trl
+
+    path = Path(trl.__file__).parent / "chat_templates" / "qwen3_instruct_2507_training.jinja"
+    return path.read_text(encoding="utf-8")
+
+
+def compact_chat_template() -> str:
+    """TRL's Qwen3-Instruct-2507 training template with the tools block replaced by one line per tool."""
+    template = trl_training_template()
+    start = template.find(TOOLS_BLOCK_START)
+    end = template.find(TOOLS_BLOCK_END, start)
+    if start < 0 or end < 0:
+        raise ValueError(
+            "trl's qwen3_instruct_2507_training.jinja no longer has the expected '{%- if tools %} ... {%- else %}' "
+            "tools block; update rl_assets/training/chat_template.py for this TRL version"
+        )
+    return template[:start] + COMPACT_TOOLS_BLOCK + template[end:]
+
+
+def attach_compact_template(tokenizer):
+    """Give `tokenizer` the compact template and TRL's Qwen3 response parser (returns the tokenizer)."""
+    from trl.chat_template_utils import qwen3_template
+
+    tokenizer.chat_template = compact_chat_template()
+    tokenizer.response_template = qwen3_template
+    return tokenizer

@@ -1,0 +1,155 @@
+"""The GRPO stage: TRL's `GRPOTrainer(environment_factory=...)` over `TrainingEnv` (train split, aliases),
+rewarded by the environment's correctness plus the config's rubric shaping terms (rl_assets.training.rewards),
+checkpointed under `<output>/checkpoints/grpo/`.
+
+`FinQAGRPOTrainer` is TRL's trainer plus measurements: per optimisation step it logs where the time went
+(`timing/generation_s` in `generate`, `timing/environment_s` in the tools, `timing/scoring_s` for rewards and
+log-probabilities, `timing/backward_s` for the loss's forward and backward pass), the environment's
+tool-error rate, and how many tool results TRL dropped because they would overflow
+`max_completion_length` (with a warning naming the step); it keeps the last batch's episodes for
+`samples.jsonl`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import trl
+
+from rl_assets.prompts import dataset_prompt
+from rl_assets.training import rewards
+from rl_assets.training.callbacks import ReportingCallback, report_through
+from rl_assets.training.config import TrainConfig
+from rl_assets.training.data import grpo_rows
+from rl_assets.training.environment import TrainingEnv
+from rl_assets.training.reporting import Reporter
+
+log = logging.getLogger("rl_assets.training")
+TRL_TOOL_ERROR_PREFIX = "{'error':"  # TRL's message for a call that failed before reaching the tool
+
+
+def dropped_tool_results(completion: list[dict[str, Any]], env: TrainingEnv) -> int:
+    """Tool results the environment produced that the rollout does not contain: TRL drops a result that would
+    push the rollout past max_completion_length and ends the rollout there."""
+    shown = sum(1 for m in completion
+                if m.get("role") == "tool" and not str(m.get("content", "")).startswith(TRL_TOOL_ERROR_PREFIX))
+    return max(0, len(env.outputs) - shown)
+
+
+class FinQAGRPOTrainer(trl.GRPOTrainer):
+    """GRPOTrainer with step-time accounting, rollout health metrics and the last batch's episodes."""
+
+    def __init__(self, *args, reporter: Reporter | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reporter = reporter
+        self.last_episodes: list[dict[str, Any]] = []
+        self.dropped_total = 0
+        self._generation_s = 0.0
+        self._reward_s = 0.0
+        self._score_s = 0.0
+
+    def _generate_single_turn(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return super()._generate_single_turn(*args, **kwargs)
+        finally:
+            self._generation_s += time.perf_counter() - started
+
+    def _generate_and_score_completions(self, inputs):
+        started = time.perf_counter()
+        for env in self._environment_pool.get(None, []):
+            env.tool_seconds = 0.0
+        output = super()._generate_and_score_completions(inputs)
+        self._score_s += time.perf_counter() - started
+        return output
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        started = time.perf_counter()
+        result = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._reward_s += time.perf_counter() - started
+        self._record(prompts, completions)
+        return result
+
+    def _record(self, prompts, completions) -> None:
+        episodes, dropped, calls, errors = [], 0, 0, 0
+        for prompt, completion, env in zip(prompts, completions, self.environments or []):
+            report = env.report
+            lost = dropped_tool_results(completion, env)
+            dropped += lost
+            calls += report["rubric"]["tool_calls"]
+            errors += report["rubric"]["errors"]
+            episodes.append({"task_id": report["task_id"], "reward": report["reward"], "rubric": report["rubric"],
+                             "dropped_tool_results": lost, "messages": list(prompt) + list(completion)})
+        self.last_episodes = episodes
+        self.dropped_total += dropped
+        metrics = self._metrics["train"]
+        metrics["tools/dropped_results"].append(float(dropped))
+        metrics["tools/env_error_rate"].append(errors / calls if calls else 0.0)
+        if dropped:
+            message = (f"grpo step {self.state.global_step + 1}: {dropped} tool result(s) dropped because they would "
+                       f"overflow max_completion_length={self.max_completion_length} (raise it or shorten tool outputs)")
+            (self.reporter.warning if self.reporter else log.warning)(message)
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        self._generation_s = self._reward_s = self._score_s = 0.0
+        started = time.perf_counter()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        total = time.perf_counter() - started
+        environment_s = sum(getattr(env, "tool_seconds", 0.0) for env in self._environment_pool.get(None, []))
+        metrics = self._metrics["train"]
+        metrics["timing/generation_s"].append(self._generation_s)
+        metrics["timing/environment_s"].append(environment_s)
+        metrics["timing/scoring_s"].append(max(0.0, self._score_s - self._generation_s - environment_s))
+        metrics["timing/backward_s"].append(max(0.0, total - self._score_s))
+        return loss
+
+
+def reward_functions(config: TrainConfig) -> tuple[list, list[float]]:
+    """The shaping terms with a non-zero weight, and their weights."""
+    weights = config.reward
+    funcs = [rewards.TERMS[name] for name in rewards.SHAPING_TERMS if getattr(weights, name)]
+    return funcs, [getattr(weights, f.__name__) for f in funcs]
+
+
+def grpo_args(config: TrainConfig, output_dir: Path, use_cpu: bool, reward_weights: list[float]):
+    g = config.grpo
+    return trl.GRPOConfig(
+        output_dir=str(output_dir), max_steps=g.max_steps, per_device_train_batch_size=g.prompts_per_step * g.num_generations,
+        num_generations=g.num_generations, max_completion_length=g.max_completion_length,
+        max_tool_calling_iterations=g.max_tool_calling_iterations, learning_rate=g.learning_rate,
+        warmup_steps=g.warmup_steps, temperature=g.temperature, beta=g.beta, logging_steps=g.logging_steps,
+        save_strategy="steps", save_steps=g.save_steps, save_total_limit=2, report_to=[], disable_tqdm=True,
+        use_cpu=use_cpu, bf16=config.model.dtype == "bfloat16", seed=config.seed, data_seed=config.seed,
+        reward_weights=reward_weights or None, log_completions=False, save_only_model=False,
+    )
+
+
+def run_grpo(config: TrainConfig, model, tokenizer, tasks: list[dict[str, Any]], snapshot: Path, output_dir: Path,
+             reporter: Reporter, system_prompt: str, peft_config=None, resume_from: str | None = None,
+             use_cpu: bool = True) -> FinQAGRPOTrainer:
+    """Train with GRPO; returns the trainer (its model is the result)."""
+    from datasets import Dataset
+
+    g = config.grpo
+    rows = grpo_rows(tasks, g.max_steps * g.prompts_per_step, config.seed + 1, config.data.company_aliases,
+                     dataset_prompt(system_prompt))
+    env_options = {"description_chars": config.env.description_chars}
+
+    def environment_factory() -> TrainingEnv:
+        return TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob, **env_options)
+
+    funcs, weights = reward_functions(config)
+    trainer = FinQAGRPOTrainer(
+        model=model, processing_class=tokenizer, args=grpo_args(config, output_dir, use_cpu, weights),
+        reward_funcs=funcs or None, train_dataset=Dataset.from_list(rows), environment_factory=environment_factory,
+        peft_config=peft_config, reporter=reporter,
+    )
+    # TRL appends the environment's own reward (correctness, named after its class) with weight 1
+    trainer.reward_weights[-1] = config.reward.correct
+    report_through(trainer, ReportingCallback("grpo", reporter, env_reward_name=TrainingEnv.__name__, trainer=trainer,
+                                           samples_per_log=g.samples_per_log))
+    trainer.train(resume_from_checkpoint=resume_from)
+    return trainer

@@ -1,0 +1,102 @@
+"""What a trained artifact came from: `lineage.json` and the model card (`README.md`) of a run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rl_assets.snapshot import read_manifest
+from rl_assets.training.config import TrainConfig
+from rl_assets.versioning import code_version, git_commit
+
+LINEAGE_FILE = "lineage.json"
+MODEL_CARD = "README.md"
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "duckdb", "dagster-pipes")
+
+
+def training_code_version() -> str:
+    """Hash of every source file that decides what a training run does."""
+    from rl_assets import env, grading, prompts, rollouts, sandbox, snapshot, telemetry, training
+
+    return code_version(training, env, grading, prompts, rollouts, sandbox, snapshot, telemetry,
+                        extra_files=tuple(sorted((Path(training.__file__).parents[1] / "configs").glob("*.yaml"))))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_lineage(config: TrainConfig, snapshot: Path, task_ids: dict[str, list[str]], extra: dict[str, Any]) -> dict[str, Any]:
+    manifest = read_manifest(snapshot)
+    return {
+        "snapshot_hash": manifest.get("snapshot_hash", snapshot.name),
+        "snapshot_path": str(snapshot),
+        "config_name": config.name,
+        "config_hash": config.hash,
+        "config": config.asdict(),
+        "git_commit": git_commit(),
+        "code_version": training_code_version(),
+        "base_model": config.model.base,
+        "task_ids": task_ids,
+        "packages": package_versions(),
+        **extra,
+    }
+
+
+def write_lineage(output: Path, lineage: dict[str, Any]) -> None:
+    """Write lineage.json, keeping keys another launcher added (e.g. `compute`)."""
+    path = output / LINEAGE_FILE
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**existing, **lineage}, indent=2, default=str) + "\n")
+
+
+def write_model_card(output: Path, lineage: dict[str, Any], final: dict[str, Any]) -> None:
+    config = lineage["config"]
+    lines = [
+        f"# finqa-rl policy: {lineage['config_name']}",
+        "",
+        f"A tool-using agent for the FinQA environment, trained with SFT on oracle trajectories then GRPO "
+        f"(TRL) over `FinQAEnv`. Base model: `{lineage['base_model']}`"
+        + (" (built by the project: BPE tokenizer trained on the snapshot's training text, Qwen3 architecture)."
+           if lineage["base_model"] == "tiny" else "."),
+        "",
+        "## Data",
+        f"- environment snapshot `{lineage['snapshot_hash']}`; training tasks: "
+        f"{len(lineage['task_ids'].get('train', []))} train-split tasks "
+        f"({', '.join(config['data']['question_types'])}); no validation or test task was used.",
+        f"- environment options (also in `model/prompt.json`): `{json.dumps(config['env'])}`",
+        "",
+        "## Lineage",
+        f"- config `{lineage['config_name']}` (hash `{lineage['config_hash']}`), git commit `{lineage['git_commit']}`, "
+        f"code version `{lineage['code_version']}`",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in lineage['packages'].items())}",
+        "",
+        "## Final training metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()],
+        "",
+        "## Use",
+        "```python",
+        "from rl_assets.rollouts import run_hf_episodes",
+        "episodes = run_hf_episodes('<this directory>', tasks, snapshot)",
+        "```",
+        "",
+        "## Configuration",
+        "```yaml",
+        yaml.safe_dump(config, sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    (output / MODEL_CARD).write_text("\n".join(lines))
