@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see rl_assets/train.py
 
 STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
 

@@ -2,7 +2,7 @@
 
     dagster dev -m orchestration.definitions      # UI at http://localhost:3000
 
-Assets: raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) -> environment snapshot.
+Assets: raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) -> environment snapshot -> policy.
 Checks: every dbt test, Great Expectations suites on tasks and world_cells, oracle pass rate on the snapshot.
 """
 
@@ -14,7 +14,9 @@ from orchestration.defs.dbt import dbt_resource, finqa_dbt_models
 from orchestration.defs.raw import raw_assets
 from orchestration.defs.resources import default_resources
 from orchestration.defs.snapshot import snapshot_assets
+from orchestration.defs.training import training_assets
 from orchestration.defs.validation import validation_checks
+from orchestration.launchers.local import LocalLauncher
 
 # The main job: the whole asset graph with all checks, on local defaults.
 main_job = dg.define_asset_job(
@@ -25,10 +27,10 @@ main_job = dg.define_asset_job(
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """Definitions with the given resources (defaults: paths from orchestration.paths / env vars)."""
     return dg.Definitions(
-        assets=[*raw_assets, finqa_dbt_models, *snapshot_assets],
+        assets=[*raw_assets, finqa_dbt_models, *snapshot_assets, *training_assets],
         asset_checks=validation_checks,  # the oracle check is declared on the snapshot asset itself
         jobs=[main_job],
-        resources={"dbt": dbt_resource(), **default_resources(), **(resources or {})},
+        resources={"dbt": dbt_resource(), **default_resources(), "local_launcher": LocalLauncher(), **(resources or {})},
     )
 
 

@@ -5,6 +5,7 @@
 | raw sources (one folder each)| data/raw/                   | FINQA_RL_RAW_DIR           |
 | DuckDB warehouse             | data/warehouse.duckdb       | FINQA_RL_WAREHOUSE         |
 | environment snapshots        | data/snapshots/             | FINQA_RL_SNAPSHOTS_DIR     |
+| training runs (policy asset) | data/runs/                  | FINQA_RL_RUNS_DIR          |
 
 Relative overrides are resolved against the current directory.
 """
@@ -33,3 +34,7 @@ def warehouse_path() -> Path:
 
 def snapshots_root() -> Path:
     return _path("FINQA_RL_SNAPSHOTS_DIR", REPO_ROOT / "data" / "snapshots")
+
+
+def runs_root() -> Path:
+    return _path("FINQA_RL_RUNS_DIR", REPO_ROOT / "data" / "runs")

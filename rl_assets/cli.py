@@ -14,7 +14,9 @@ import importlib
 import sys
 
 # command -> (module, one-line help). Add a command by adding a line here.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rl_assets.train", "Train a policy on a snapshot: SFT + GRPO, resumable (python -m rl_assets.train)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@
 `(model, tokenizer)` pair. From a directory, `prompt.json` gives the system prompt and the environment
 options the model was trained with, so episodes are rendered exactly as in training. Each episode runs in
 its own `FinQAEnv`; every round generates one turn for all unfinished episodes of a batch at once
-(left-padded), parses each turn with TRL's response parser, runs the tool calls and appends the results.
+(left-padded, KV-cached: rl_assets.training.decoding), parses each turn with TRL's response parser, runs the
+tool calls and appends the results.
 
 An episode ends when `submit_answer` succeeds (`submitted`), when a turn contains no tool call
 (`no_tool_call`), after `max_turns` turns (`max_turns`), or when the conversation no longer fits the
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterable
 from rl_assets.env import FinQAEnv
 from rl_assets.episodes import Episode
 from rl_assets.prompts import SYSTEM_PROMPT, initial_messages
+from rl_assets.training.decoding import decode
 
 PROMPT_FILE = "prompt.json"
 TOOL_NAMES = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
@@ -131,7 +133,6 @@ def run_hf_episodes(
 
 def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, greedy, temperature, max_turns,
                 max_new_tokens, context) -> list[Episode]:
-    import torch
     from trl.chat_template_utils import parse_response
 
     started = time.perf_counter()
@@ -140,7 +141,6 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
         observation = env.reset(**task)
         states.append({"messages": initial_messages(observation, system_prompt), "stop": None, "turns": 0,
                        "well_formed": 0, "tokens_in": 0, "tokens_out": 0, "model_s": 0.0, "env_s": 0.0, "error": None})
-    device = next(model.parameters()).device
     while True:
         active = [i for i, s in enumerate(states) if s["stop"] is None]
         if not active:
@@ -156,25 +156,13 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
                 prompts.append(list(ids))
         if not active:
             break
-        width = max(len(p) for p in prompts)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids, attention_mask=attention, max_new_tokens=max_new_tokens,
-                do_sample=not greedy, temperature=temperature if not greedy else None, top_p=None, top_k=None,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-            )
+        completions = decode(model, prompts, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                             temperature=None if greedy else temperature)
         generation_s = (time.perf_counter() - t0) / len(active)
         for row, i in enumerate(active):
             state, env = states[i], envs[i]
-            generated = output[row, width:].tolist()
-            if tokenizer.eos_token_id in generated:
-                generated = generated[: generated.index(tokenizer.eos_token_id) + 1]
-            else:
-                generated = [t for t in generated if t != pad]
+            generated = completions[row]
             state["turns"] += 1
             state["tokens_in"] += len(prompts[row])
             state["tokens_out"] += len(generated)

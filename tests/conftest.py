@@ -1,5 +1,6 @@
 """Shared fixtures. The expensive one, `pipeline`, runs the whole main job once per test session
-into a temporary warehouse and snapshot folder, on an ephemeral Dagster instance."""
+into a temporary warehouse, snapshot folder and runs folder, on an ephemeral Dagster instance (the policy
+is trained with the seconds-long `tiny-test` config instead of the main command's `tiny-local`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 import pytest
 
 
+TEST_RUN_CONFIG = {"ops": {"policy": {"config": {"config": "tiny-test"}}}}
+
+
 @dataclass
 class PipelineRun:
     result: object
     instance: object
     warehouse: Path
     snapshots_root: Path
+    runs_root: Path
 
 
 def _run_main_job(root: Path) -> PipelineRun:
@@ -28,7 +33,10 @@ def _run_main_job(root: Path) -> PipelineRun:
 
     warehouse = root / "warehouse.duckdb"
     snapshots_root = root / "snapshots"
+    runs_root = root / "runs"
     saved = os.environ.get("FINQA_RL_WAREHOUSE")
+    saved_runs = os.environ.get("FINQA_RL_RUNS_DIR")
+    os.environ["FINQA_RL_RUNS_DIR"] = str(runs_root)
     try:
         defs = build_definitions(
             {
@@ -37,13 +45,19 @@ def _run_main_job(root: Path) -> PipelineRun:
             }
         )
         instance = dg.DagsterInstance.ephemeral()
-        result = defs.resolve_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("main").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=TEST_RUN_CONFIG
+        )
     finally:
         if saved is None:
             os.environ.pop("FINQA_RL_WAREHOUSE", None)
         else:
             os.environ["FINQA_RL_WAREHOUSE"] = saved
-    return PipelineRun(result, instance, warehouse, snapshots_root)
+        if saved_runs is None:
+            os.environ.pop("FINQA_RL_RUNS_DIR", None)
+        else:
+            os.environ["FINQA_RL_RUNS_DIR"] = saved_runs
+    return PipelineRun(result, instance, warehouse, snapshots_root, runs_root)
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +94,37 @@ def tasks(snapshot_dir) -> list[dict]:
     from rl_assets.oracle import load_tasks
 
     return load_tasks(snapshot_dir)
+
+
+@pytest.fixture(scope="session")
+def oracle_conversations(snapshot_dir):
+    """40 aliased oracle conversations of train-split tasks (rl_assets.training.trajectories), with their tasks."""
+    from rl_assets.prompts import SYSTEM_PROMPT
+    from rl_assets.snapshot import read_tasks
+    from rl_assets.training.data import episode_stream
+    from rl_assets.training.environment import TrainingEnv
+    from rl_assets.training.trajectories import oracle_conversation
+
+    train = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
+    stream = episode_stream(train, seed=0, aliases=True)
+    episodes = [next(stream) for _ in range(40)]
+    return [(task, oracle_conversation(env, task, SYSTEM_PROMPT)) for task in episodes]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(oracle_conversations, snapshot_dir):
+    """The tiny-test config's tokenizer (compact template, TRL response parser), trained on those conversations."""
+    from transformers.utils import get_json_schema
+
+    from rl_assets.env import FinQAEnv
+    from rl_assets.rollouts import env_tools
+    from rl_assets.training.config import load_config
+    from rl_assets.training.models import tokenizer_corpus
+    from rl_assets.training.tiny import train_tokenizer
+
+    tiny = load_config("tiny-test").model.tiny
+    tools = [get_json_schema(t) for t in env_tools(FinQAEnv(snapshot=snapshot_dir))]
+    corpus = tokenizer_corpus([c for _, c in oracle_conversations], tools)
+    companies = sorted({t["world_id"] for t, _ in oracle_conversations})
+    return train_tokenizer(corpus, tiny.vocab_size, tiny.max_token_length, forbidden_words=companies)

@@ -1,0 +1,126 @@
+"""Training data and the training environment: oracle conversations are real trajectories, aliases hide real
+names and only copied aliases work, configs load strictly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rl_assets.prompts import SYSTEM_PROMPT
+from rl_assets.training.environment import TOOLS, EntityAliases, TrainingEnv
+from rl_assets.training.trajectories import copyable_number, oracle_conversation, replay, tool_calls
+
+
+def test_oracle_conversations_replay_to_a_correct_answer_through_the_environment(oracle_conversations, snapshot_dir):
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
+    for task, conversation in oracle_conversations:
+        outputs = replay(conversation, env, task)  # a fresh episode, same aliases (same alias_seed)
+        shown = [m["content"] for m in conversation if m["role"] == "tool"]
+        assert outputs == shown
+        assert env.get_reward() == 1.0, task["task_id"]
+        assert [t for t, _ in tool_calls(conversation)][:2] == ["get_descriptions", "get_table_info"]
+        assert tool_calls(conversation)[-1][0] == "submit_answer"
+        assert env.report["rubric"]["inspected_schema_before_query"] is True
+    assert len({t["task_id"] for t, _ in oracle_conversations}) == len(oracle_conversations)
+
+
+def test_aliased_conversations_never_show_the_real_company(oracle_conversations):
+    for task, conversation in oracle_conversations:
+        text = json.dumps(conversation)
+        company = task["world_id"]
+        assert f'"{company}"' not in text and f"Company: {company}\\n" not in text
+        named = {args["company_name"] for _, args in tool_calls(conversation) if "company_name" in args}
+        assert len(named) == 1 and named != {company}
+        assert f"Company: {named.pop()}\\n" in text  # the alias the agent was told is the one it uses
+
+
+def test_only_the_copied_alias_reaches_the_company(snapshot_dir, tasks):
+    env = TrainingEnv(snapshot_dir, table_alias_prob=1.0, description_chars=0)
+    task = next(t for t in tasks if t["split"] == "train" and t["question_type"] == "single_table")
+    observation = env.reset(**task, alias_seed=7)
+    aliases = env.aliases
+    assert f"Company: {aliases.company_alias}\n" in observation and task["world_id"] not in observation
+    listing = json.loads(env.get_descriptions(aliases.company_alias))
+    assert sorted(listing) == sorted(aliases.tables.values()) and all(name.startswith("page_") for name in listing)
+    assert env.get_descriptions(task["world_id"]).startswith("Error")  # the memorisable real name does not work
+    gold = json.loads(task["gold_operands"])[0]
+    table = aliases.tables[gold["table"]]
+    info = json.loads(env.get_table_info(aliases.company_alias, table))
+    assert info["table_name"] == table
+    rows = json.loads(env.sql_query(aliases.company_alias, table,
+                                    f'SELECT "{gold["column"]}" FROM {table} WHERE "{gold["row_label_column"]}" = '
+                                    f"'{gold['row_label']}'"))
+    assert gold["cell_text"] in [next(iter(r.values())) for r in rows]
+    rubric = env.report["rubric"]
+    assert rubric["hallucinated_identifiers"] == 1 and rubric["inspected_schema_before_query"] is True
+    # telemetry and grading see the real names
+    assert {c["arguments"].get("company_name") for c in env.report["tool_calls"]} >= {task["world_id"]}
+
+
+def test_aliases_are_deterministic_and_never_a_real_company(snapshot_dir):
+    taken = frozenset({"apple", "ford"})
+    first = EntityAliases.draw(3, "apple", ["t1", "t2"], 1.0, taken)
+    assert first == EntityAliases.draw(3, "apple", ["t1", "t2"], 1.0, taken)
+    drawn = {EntityAliases.draw(seed, "apple", [], 0.0, taken).company_alias for seed in range(200)}
+    assert len(drawn) > 150 and not drawn & taken
+    assert any(a.startswith("tatqa_") for a in drawn) and any(a[-4:].isdigit() for a in drawn)
+
+
+def test_training_env_refuses_other_splits_and_keeps_finqaenv_tools(snapshot_dir, tasks):
+    from rl_assets.env import FinQAEnv
+    from transformers.utils import get_json_schema
+
+    env = TrainingEnv(snapshot_dir)
+    with pytest.raises(ValueError):
+        env.reset(**next(t for t in tasks if t["split"] == "test"))
+    public = {n for n in dir(FinQAEnv) if not n.startswith("_") and callable(getattr(FinQAEnv, n))} - {"reset", "get_reward"}
+    assert public == set(TOOLS)
+    for name in TOOLS:  # TRL renders the tool schema from these
+        assert get_json_schema(getattr(env, name)) == get_json_schema(getattr(FinQAEnv(snapshot=snapshot_dir), name))
+
+
+@pytest.mark.parametrize("cell, value, expected", [
+    ("$1,234", 1234.0, "1,234"), ("(56)", -56.0, "(-56)"), ("3.4%", 3.4, "3.4"), ("$(1,000)", -1000.0, "(-1,000)"),
+])
+def test_calculator_operands_are_copyable_from_cells(cell, value, expected):
+    assert copyable_number(cell, value) == expected
+
+
+def test_sft_rows_render_exactly_like_the_conversation(oracle_conversations, tiny_tokenizer, snapshot_dir):
+    from transformers.utils import get_json_schema
+
+    from rl_assets.env import FinQAEnv
+    from rl_assets.rollouts import env_tools
+    from rl_assets.training.data import sft_row
+
+    tools = [get_json_schema(t) for t in env_tools(FinQAEnv(snapshot=snapshot_dir))]
+    _, conversation = oracle_conversations[0]
+    row = sft_row(conversation, json.dumps(tools))
+    rendered_row = tiny_tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]), tokenize=False)
+    rendered = tiny_tokenizer.apply_chat_template(conversation, tools=tools, tokenize=False)
+    assert rendered_row == rendered
+    masks = tiny_tokenizer.apply_chat_template(row["messages"], tools=tools, tokenize=True, return_dict=True,
+                                               return_assistant_tokens_mask=True)
+    trained = tiny_tokenizer.decode([t for t, m in zip(masks["input_ids"], masks["assistant_masks"]) if m])
+    assert '"name": "get_descriptions"' in trained and "tool_response" not in trained and "Question:" not in trained
+
+
+def test_configs_load_with_overrides_and_reject_unknown_keys(tmp_path):
+    from rl_assets.training.config import ConfigError, available_configs, load_config
+
+    assert {"tiny-test", "tiny-local", "tiny-cpu-long", "tiny-gpu", "qwen3-4b-lora"} <= set(available_configs())
+    for name in available_configs():
+        assert load_config(name).name == name
+    config = load_config("tiny-test", ["grpo.max_steps=7", "reward.correct=0.5", "data.sources=[sec10k]"])
+    assert (config.grpo.max_steps, config.reward.correct, config.data.sources) == (7, 0.5, ["sec10k"])
+    assert config.hash != load_config("tiny-test").hash
+    with pytest.raises(ConfigError, match="grpo.max_stepz"):
+        load_config("tiny-test", ["grpo.max_stepz=3"])
+    with pytest.raises(ConfigError, match="must be int"):
+        load_config("tiny-test", ["grpo.max_steps=lots"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft: [1, 2]\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    assert load_config("qwen3-4b-lora").model.lora.r == 32
