@@ -33,10 +33,12 @@ def main() -> int:
     parser.add_argument("--snapshot", help="snapshot (default: the one in the run's lineage.json / run.json)")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-turns", type=int, default=8)
+    parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", default=",".join(name for name, _ in STAGES))
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
+                        help="also evaluate this model directory (e.g. a checkpoint) under LABEL")
     parser.add_argument("--json-out")
     args = parser.parse_args()
 
@@ -54,6 +56,11 @@ def main() -> int:
     if not snapshot:
         parser.error("--snapshot is required (the run has no lineage.json)")
     prompt = read_prompt_config(run / "model")
+    identity = run / "checkpoints" / "run.json"
+    if not (run / "model" / "prompt.json").exists() and identity.exists():  # an unfinished run: its config's options
+        from rl_assets.training.config import load_config
+
+        prompt["env"] = {"description_chars": load_config(json.loads(identity.read_text())["config_name"]).env.description_chars}
     tasks = heldout_tasks(snapshot, args.episodes, args.seed)
     by_id = {t["task_id"]: t for t in tasks}
     sources = {}
@@ -64,9 +71,10 @@ def main() -> int:
 
     results = {}
     wanted = set(args.stages.split(","))
-    for name, rel in STAGES:
-        directory = run / rel
-        if name not in wanted or not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
+    models = [(name, run / rel) for name, rel in STAGES if name in wanted]
+    models += [(label, Path(directory)) for label, _, directory in (m.partition("=") for m in args.model)]
+    for name, directory in models:
+        if not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
             continue
         started = time.perf_counter()
         episodes = run_hf_episodes(str(directory), tasks, snapshot, greedy=True, batch_size=args.batch_size,

@@ -80,6 +80,19 @@ def test_training_env_refuses_other_splits_and_keeps_finqaenv_tools(snapshot_dir
         assert get_json_schema(getattr(env, name)) == get_json_schema(getattr(FinQAEnv(snapshot=snapshot_dir), name))
 
 
+def test_sft_examples_mix_whole_conversations_and_early_turn_prefixes(oracle_conversations):
+    from rl_assets.training.data import sft_examples
+
+    conversations = [c for _, c in oracle_conversations[:6]]
+    examples = sft_examples(conversations, [1, 2])
+    assert examples[0] == conversations[0] and examples[3] == conversations[3]
+    for example, turns in ((examples[1], 1), (examples[2], 2), (examples[4], 1)):
+        assert example[-1]["role"] == "assistant" and sum(m["role"] == "assistant" for m in example) == turns
+    assert examples[1][-1]["tool_calls"][0]["function"]["name"] == "get_descriptions"
+    assert examples[2][-1]["tool_calls"][0]["function"]["name"] == "get_table_info"
+    assert sft_examples(conversations, []) == conversations
+
+
 @pytest.mark.parametrize("cell, value, expected", [
     ("$1,234", 1234.0, "1,234"), ("(56)", -56.0, "(-56)"), ("3.4%", 3.4, "3.4"), ("$(1,000)", -1000.0, "(-1,000)"),
 ])

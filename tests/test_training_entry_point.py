@@ -15,7 +15,8 @@ import pytest
 from orchestration.paths import REPO_ROOT
 
 REQUIRED_STEP_KEYS = {"stage", "step", "wall_s", "loss"}
-GRPO_STEP_KEYS = {"reward", "pass_rate", "tool_error_rate", "completion_tokens", "tokens_per_s", "step_s",
+GRPO_STEP_KEYS = {"reward", "pass_rate", "tool_error_rate", "completion_tokens", "completion_tokens_per_s",
+                  "tokens_per_s", "step_s",
                   "reward/well_formed", "reward/company_used", "reward/schema_before_query", "reward/no_hallucination",
                   "reward/recovered", "reward/submitted", "timing/generation_s", "timing/environment_s",
                   "timing/backward_s"}
@@ -70,22 +71,29 @@ def test_entry_point_writes_the_artifact_without_dagster(uninterrupted_run, snap
     assert (output / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def run_until(cmd: list[str], line_prefix: str) -> None:
+    """Start the entry point and kill it right after it printed a line starting with `line_prefix`."""
+    child = subprocess.Popen(cmd, cwd=REPO_ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
+    try:
+        for line in child.stdout:
+            if line.startswith(line_prefix):
+                break
+        else:
+            pytest.fail(f"the run ended before printing {line_prefix!r}")
+        child.kill()
+    finally:
+        child.wait(timeout=60)
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(uninterrupted_run, snapshot_dir, tmp_path):
     from safetensors.torch import load_file
 
     reference, _ = uninterrupted_run
     output = tmp_path / "tiny-test"
-    child = subprocess.Popen(command(snapshot_dir, output), cwd=REPO_ROOT, env=environment(), stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in child.stdout:  # GRPO step 3 logged: checkpoint-2 exists, the run is between checkpoints
-            if line.startswith("[grpo 3]"):
-                break
-        else:
-            pytest.fail("the run ended before GRPO step 3")
-        child.kill()
-    finally:
-        child.wait(timeout=60)
+    run_until(command(snapshot_dir, output), "[sft 4]")  # killed in SFT, after its checkpoint at step 3
+    assert (output / "checkpoints" / "sft" / "checkpoint-3").exists() and not (output / "checkpoints" / "grpo").exists()
+    run_until(command(snapshot_dir, output), "[grpo 3]")  # resumed SFT, killed in GRPO after checkpoint-2
     assert (output / "checkpoints" / "grpo" / "checkpoint-2").exists()
     assert not (output / "model").exists()
 

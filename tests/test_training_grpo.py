@@ -120,3 +120,31 @@ def test_only_weighted_terms_are_rewards(weights, expected):
     config = load_config("qwen3-4b-lora", weights)
     funcs, values = reward_functions(config)
     assert [(f.__name__, w) for f, w in zip(funcs, values)] == expected
+
+
+def test_grpo_sampling_keeps_the_kv_cache_under_gradient_checkpointing(snapshot_dir, tiny_tokenizer, tmp_path):
+    """Gradient checkpointing (TRL's default) turns the KV cache off in training mode; sampling must pause it, or
+    every token after the first is predicted from the last token alone."""
+    from datasets import Dataset
+
+    from rl_assets.snapshot import read_tasks
+    from rl_assets.training.config import load_config
+    from rl_assets.training.decoding import decode
+    from rl_assets.training.grpo import FinQAGRPOTrainer, dataset_rows, grpo_args
+    from rl_assets.training.tiny import build_model
+
+    config = load_config("tiny-test", ["model.gradient_checkpointing=true", "grpo.temperature=1e-6",
+                                       "grpo.max_completion_length=24"])
+    tasks = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])[:4]
+    model = build_model(tiny_tokenizer, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                        max_position_embeddings=1024, seed=3)
+    trainer = FinQAGRPOTrainer(model=model, processing_class=tiny_tokenizer, args=grpo_args(config, tmp_path, True, []),
+                               train_dataset=Dataset.from_list(dataset_rows(config, tasks, SYSTEM_PROMPT)),
+                               environment_factory=lambda: TrainingEnv(snapshot_dir))
+    assert trainer.args.gradient_checkpointing
+    prompt = tiny_tokenizer("Company: vortakel\nQuestion: what was it?")["input_ids"]
+    trainer.model.gradient_checkpointing_enable()  # as Trainer.train() does
+    trainer.model.train()
+    sampled, _ = trainer._generate_single_turn([prompt], None, {}, 1)  # temperature ~0: the greedy tokens
+    greedy = decode(model.eval(), [prompt], 24, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id)
+    assert sampled == greedy

@@ -53,6 +53,9 @@ class ReportingCallback(TrainerCallback):
         if self._step_times:
             record["step_s"] = round(sum(self._step_times) / len(self._step_times), 4)
             self._step_times = []
+            if "completion_tokens" in record:  # GRPO: tokens the model generated per second of step time
+                rollouts = args.per_device_train_batch_size * args.gradient_accumulation_steps
+                record["completion_tokens_per_s"] = round(record["completion_tokens"] * rollouts / record["step_s"], 1)
         self.reporter.step(record)
         if self.trainer is not None and self.samples_per_log:
             self.reporter.samples(self.stage, state.global_step, self.trainer.last_episodes[: self.samples_per_log])

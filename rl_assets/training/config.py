@@ -54,6 +54,7 @@ class ModelConfig:
     lora: LoraConfig | None = None  # PEFT LoRA on the base model (real models)
     dtype: str = "float32"  # float32 | bfloat16
     chat_template: str = "compact"  # compact (one line per tool) | model (the model's own template)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% more compute
 
 
 @dataclass
@@ -81,6 +82,7 @@ class SFTConfig:
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
     max_length: int = 3072  # tokens per conversation (longer ones are truncated)
+    prefix_turns: list[int] = field(default_factory=list)  # also train on conversations cut after these turns
     logging_steps: int = 10
     save_steps: int = 50
 

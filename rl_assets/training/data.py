@@ -50,6 +50,29 @@ def oracle_conversations(env: TrainingEnv, tasks: list[dict[str, Any]], count: i
     return conversations, sorted(skipped)
 
 
+def sft_examples(conversations: list[list[dict[str, Any]]], prefix_turns: list[int]) -> list[list[dict[str, Any]]]:
+    """SFT examples from oracle conversations: in turn, a whole conversation, then one cut after its
+    `prefix_turns[0]`-th assistant turn, and so on (every example is a different episode, with its own aliases).
+
+    A prefix is the same context and target as that turn of a whole conversation at a fraction of the tokens:
+    the first turns (copy the company from the question, pick a table from the listing) are the ones a small
+    model learns last, and the cheapest to repeat."""
+    pattern: list[int | None] = [None, *prefix_turns]
+    return [conversation if (cut := pattern[i % len(pattern)]) is None else truncate_after_turn(conversation, cut)
+            for i, conversation in enumerate(conversations)]
+
+
+def truncate_after_turn(conversation: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
+    """The messages up to and including the `turns`-th assistant message."""
+    seen = 0
+    for i, message in enumerate(conversation):
+        if message["role"] == "assistant":
+            seen += 1
+            if seen == turns:
+                return conversation[: i + 1]
+    return conversation
+
+
 def sft_row(conversation: list[dict[str, Any]], tools_json: str) -> dict[str, Any]:
     """A TRL SFT row. Tool-call arguments are JSON text (as the template's `tojson` would write them) so Arrow
     does not merge the different tools' argument dicts into one struct with nulls."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import trl
+from trl.models import unwrap_model_for_generation
 
 from rl_assets.prompts import dataset_prompt
 from rl_assets.training import rewards
@@ -58,8 +59,13 @@ class FinQAGRPOTrainer(trl.GRPOTrainer):
         started = time.perf_counter()
         try:
             if self._cached_decoding_applies(images, multimodal_fields):
-                completions = decode(self.accelerator.unwrap_model(self.model), prompt_ids, self.max_completion_length,
-                                     self.eos_token_ids, self._tokenizer.pad_token_id, temperature=self.temperature)
+                # as TRL's own path: gradient checkpointing (which turns the KV cache off) is paused while sampling
+                with unwrap_model_for_generation(
+                    self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                    gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+                ) as model:
+                    completions = decode(model, prompt_ids, self.max_completion_length, self.eos_token_ids,
+                                         self._tokenizer.pad_token_id, temperature=self.temperature)
                 return completions, None
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
         finally:
@@ -139,6 +145,7 @@ def grpo_args(config: TrainConfig, output_dir: Path, use_cpu: bool, reward_weigh
         save_strategy="steps", save_steps=g.save_steps, save_total_limit=2, report_to=[], disable_tqdm=True,
         use_cpu=use_cpu, bf16=config.model.dtype == "bfloat16", seed=config.seed, data_seed=config.seed,
         reward_weights=reward_weights or None, log_completions=False, save_only_model=False,
+        gradient_checkpointing=config.model.gradient_checkpointing,
     )
 
 

@@ -4,7 +4,8 @@ the same through Dagster Pipes when a Dagster launcher started the run.
 Every logging step of every stage becomes one JSON line in `<output>/metrics.jsonl`:
 
     {"stage": "grpo", "step": 12, "wall_s": 431.2, "loss": ..., "reward": ..., "reward/<term>": ...,
-     "pass_rate": ..., "tool_error_rate": ..., "completion_tokens": ..., "tokens_per_s": ..., ...}
+     "pass_rate": ..., "tool_error_rate": ..., "completion_tokens": ..., "completion_tokens_per_s": ...,
+     "tokens_per_s": ..., "step_s": ..., "timing/generation_s": ..., ...}
 
 `STANDARD_KEYS` maps TRL's log keys onto these names; every other numeric key TRL logs is kept under its
 own name. Under Pipes each step is also a log line in the Dagster run's event log (live) and a custom
@@ -116,7 +117,7 @@ def format_step(record: dict[str, Any]) -> str:
     parts = [f"[{record['stage']} {record['step']}]"]
     for key in ("loss", "token_accuracy", "reward", "pass_rate", "reward/well_formed", "reward/company_used",
                 "reward/schema_before_query", "reward/submitted", "tool_error_rate", "completion_tokens",
-                "tokens_per_s", "step_s"):
+                "completion_tokens_per_s", "tokens_per_s", "step_s"):
         if key in record:
             value = record[key]
             parts.append(f"{key.split('/')[-1]}={value:.4g}" if isinstance(value, float) else f"{key.split('/')[-1]}={value}")

@@ -27,7 +27,7 @@ from rl_assets.rollouts import PROMPT_FILE, env_tools
 from rl_assets.snapshot import read_manifest, read_tasks
 from rl_assets.training import lineage as lineage_mod
 from rl_assets.training.config import TrainConfig
-from rl_assets.training.data import oracle_conversations
+from rl_assets.training.data import oracle_conversations, sft_examples
 from rl_assets.training.environment import TrainingEnv
 from rl_assets.training.models import (base_weights, build_tiny, load_causal_lm, load_stage_model, lora_config,
                                        pretrained_tokenizer, tokenizer_corpus)
@@ -96,11 +96,8 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
     sft = config.sft
     sft_done = (checkpoints / "sft" / "final" / DONE_FILE).exists()
     needs_base = not (base_dir / "tokenizer_config.json").exists()
-    count = 0
-    if sft.enabled and not sft_done:
-        count = sft.max_steps * sft.batch_size * sft.gradient_accumulation_steps
-    if needs_base and config.is_tiny:
-        count = max(count, config.model.tiny.tokenizer_episodes)
+    sft_count = sft.max_steps * sft.batch_size * sft.gradient_accumulation_steps if sft.enabled and not sft_done else 0
+    count = max(sft_count, config.model.tiny.tokenizer_episodes) if needs_base and config.is_tiny else sft_count
     conversations, not_clonable = (oracle_conversations(env, tasks, count, config.seed, config.data.company_aliases,
                                                         system_prompt) if count else ([], []))
     if not_clonable:
@@ -128,7 +125,8 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
             model = load_causal_lm(config, base_weights(config, base_dir))
             tokenizer = AutoTokenizer.from_pretrained(base_dir)
             resume = _resume_point("sft", checkpoints / "sft", reporter)
-            trainer = run_sft(config, model, tokenizer, conversations[: count], tools, checkpoints / "sft", reporter,
+            examples = sft_examples(conversations[:sft_count], sft.prefix_turns)  # the same on a resumed run
+            trainer = run_sft(config, model, tokenizer, examples, tools, checkpoints / "sft", reporter,
                               peft_config=lora_config(config), resume_from=resume, use_cpu=use_cpu)
             _finish_stage(trainer, tokenizer, stage_dir)
         else:
@@ -186,11 +184,16 @@ def final_metrics(metrics: list[dict[str, Any]], window: int = 5) -> dict[str, A
         for key in ("loss", "token_accuracy"):
             if key in sft[-1]:
                 summary[f"sft/{key}"] = sft[-1][key]
+        for key in ("tokens_per_s", "step_s"):  # means over the stage
+            values = [m[key] for m in sft if isinstance(m.get(key), (int, float))]
+            if values:
+                summary[f"sft/{key}"] = sum(values) / len(values)
     if grpo:
         summary["grpo/steps"] = grpo[-1]["step"]
         last = grpo[-window:]
         keys = sorted({k for m in last for k, v in m.items() if isinstance(v, (int, float)) and k not in ("step",)
-                       and (k in ("reward", "pass_rate", "tool_error_rate", "completion_tokens", "tokens_per_s", "step_s")
+                       and (k in ("reward", "pass_rate", "tool_error_rate", "completion_tokens", "completion_tokens_per_s",
+                                  "tokens_per_s", "step_s")
                             or k.startswith(("reward/", "timing/")) or k == "tools/dropped_results")})
         for key in keys:
             values = [m[key] for m in last if isinstance(m.get(key), (int, float))]

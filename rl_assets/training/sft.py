@@ -24,7 +24,7 @@ def sft_args(config: TrainConfig, output_dir: Path, use_cpu: bool):
         assistant_only_loss=True, logging_steps=sft.logging_steps, save_strategy="steps", save_steps=sft.save_steps,
         save_total_limit=2, report_to=[], disable_tqdm=True, use_cpu=use_cpu, bf16=config.model.dtype == "bfloat16",
         seed=config.seed, data_seed=config.seed, include_num_input_tokens_seen=True, dataset_num_proc=None,
-        save_only_model=False,
+        save_only_model=False, gradient_checkpointing=config.model.gradient_checkpointing,
     )
 
 
