@@ -4,6 +4,7 @@
 
 Assets: raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) -> environment snapshot.
 Checks: every dbt test, Great Expectations suites on tasks and world_cells, oracle pass rate on the snapshot.
+Resources: the warehouse, data paths, dbt, and the training launchers (skypilot_launcher: rented GPUs).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from orchestration.defs.raw import raw_assets
 from orchestration.defs.resources import default_resources
 from orchestration.defs.snapshot import snapshot_assets
 from orchestration.defs.validation import validation_checks
+from orchestration.launchers.skypilot import SkyPilotLauncher
 
 # The main job: the whole asset graph with all checks, on local defaults.
 main_job = dg.define_asset_job(
@@ -28,7 +30,12 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         assets=[*raw_assets, finqa_dbt_models, *snapshot_assets],
         asset_checks=validation_checks,  # the oracle check is declared on the snapshot asset itself
         jobs=[main_job],
-        resources={"dbt": dbt_resource(), **default_resources(), **(resources or {})},
+        resources={
+            "dbt": dbt_resource(),
+            **default_resources(),
+            "skypilot_launcher": SkyPilotLauncher(),  # bucket from $FINQA_RL_BUCKET; see docs/operations.md
+            **(resources or {}),
+        },
     )
 
 
