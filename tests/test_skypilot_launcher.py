@@ -274,3 +274,26 @@ def test_run_names_configs_and_overrides_are_what_a_cloud_machine_accepts(tmp_pa
         "--set", "grpo.learning_rate=1e-05", "--set", "run.note=a b'c", "--set", "lora.enabled=true",
         "--set", "sizes=[1, 2]",
     ]  # fmt: skip
+
+
+def test_by_hand_upload_then_pull_with_compute(s3_server, s3_bucket, tmp_path, snapshot, capsys):
+    from orchestration.launchers import sky_runs
+
+    client = s3_server.client()
+    path, snapshot_hash = snapshot
+    common = ["--bucket", s3_bucket, "--endpoint-url", s3_server.endpoint_url]
+    assert sky_runs.main([*common, "upload-snapshot", str(path)]) == 0
+    assert f"--env FINQA_RL_SNAPSHOT_HASH={snapshot_hash}" in capsys.readouterr().out
+    assert client.head_object(Bucket=s3_bucket, Key=f"snapshots/{snapshot_hash}/manifest.json")
+    # What a `sky launch` run leaves in the bucket:
+    for key, body in {"lineage.json": "{}", "model/config.json": "{}", "checkpoints/1.json": "{}"}.items():
+        client.put_object(Bucket=s3_bucket, Key=f"runs/by-hand/{key}", Body=body.encode())
+
+    out = tmp_path / "by-hand"
+    argv = [*common, "pull-run", "--run-id", "by-hand", "--output", str(out), "--accelerator", "H100:1", "--hours", "2"]
+    assert sky_runs.main([*argv, "--cloud", "aws", "--region", "us-east-1"]) == 0
+
+    compute = json.loads((out / "lineage.json").read_text())["compute"]
+    assert (compute["accelerator"], compute["count"], compute["gpu_minutes"]) == ("H100", 1, 120.0)
+    assert compute["estimated_usd"] == pytest.approx(2 * compute["hourly_usd"])
+    assert (out / "model" / "config.json").is_file() and not (out / "checkpoints").exists()

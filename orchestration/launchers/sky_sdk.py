@@ -95,6 +95,8 @@ class ManagedJobRecord:
     job_duration: float | None
     placement: Placement
     failure_reason: str | None
+    submitted_at: float | None = None  # epoch seconds
+    end_at: float | None = None
 
 
 class SkyPilot:
@@ -195,6 +197,8 @@ class SkyPilot:
                 accelerator=name, count=count, cloud=record["cloud"], region=record["region"], zone=record["zone"]
             ),
             failure_reason=record["failure_reason"],
+            submitted_at=record["submitted_at"],
+            end_at=record["end_at"],
         )
 
     def cancel_managed_job(self, job_id: int | None, name: str, log: LogStream) -> None:

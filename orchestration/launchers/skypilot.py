@@ -27,7 +27,7 @@ import shlex
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,7 +45,7 @@ from orchestration.launchers.compute_cost import (
     configured_hourly_price,
     write_compute,
 )
-from orchestration.launchers.sky_sdk import LogStream, SkyPilot, cluster_placement, task_use_spot
+from orchestration.launchers.sky_sdk import LogStream, ManagedJobRecord, SkyPilot, cluster_placement, task_use_spot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_TASK_YAML = "infra/sky/train.yaml"
@@ -257,27 +257,33 @@ class SkyPilotLauncher(dg.ConfigurableResource):
                 submitted["job_id"], log, poll_interval_s=self.job_poll_interval_s
             )
         record = submitted["record"]
-        seconds = time.monotonic() - started
-        placement = record.placement
-        placement = Placement(**{**placement.__dict__, "use_spot": task_use_spot(task)})
         if record.recovery_count:
             context.log.info(f"managed job {record.job_id} recovered {record.recovery_count} time(s)")
-        return RunOutcome(
-            mode="managed_job",
-            succeeded=record.succeeded,
-            status=record.status,
-            placement=placement,
-            wall_seconds=seconds,
-            billed_seconds=record.job_duration if record.job_duration is not None else seconds,
-            billed_basis=(
-                "managed job duration reported by SkyPilot"
-                if record.job_duration is not None
-                else "launch to end of the managed job"
-            ),
-            recovery_count=record.recovery_count,
-            ids={"job_id": record.job_id, "job_name": name},
-            detail=record.failure_reason,
+        return managed_job_outcome(
+            record, name=name, wall_seconds=time.monotonic() - started, use_spot=task_use_spot(task)
         )
+
+
+def managed_job_outcome(
+    record: ManagedJobRecord, *, name: str, wall_seconds: float, use_spot: bool | None
+) -> RunOutcome:
+    """A finished managed job as a RunOutcome: billed for SkyPilot's job duration when it reports one."""
+    return RunOutcome(
+        mode="managed_job",
+        succeeded=record.succeeded,
+        status=record.status,
+        placement=replace(record.placement, use_spot=use_spot),
+        wall_seconds=wall_seconds,
+        billed_seconds=record.job_duration if record.job_duration is not None else wall_seconds,
+        billed_basis=(
+            "managed job duration reported by SkyPilot"
+            if record.job_duration is not None
+            else "launch to end of the managed job"
+        ),
+        recovery_count=record.recovery_count,
+        ids={"job_id": record.job_id, "job_name": name},
+        detail=record.failure_reason,
+    )
 
 
 @contextmanager
