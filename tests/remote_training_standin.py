@@ -3,7 +3,7 @@
     python tests/remote_training_standin.py --config NAME --snapshot DIR --output DIR [--set key=value ...]
 
 Same command line and the same Pipes reporting as `python -m rl_assets.train` (rl_assets.pipes.open_pipes:
-log lines, one `report_custom_message` of step metrics per step, one `report_asset_materialization` at the
+per step a log line and a `report_custom_message` of its metrics, one `report_asset_materialization` at the
 end), the same resume contract (re-running with the same --output continues after the last checkpoint under
 <output>/checkpoints/) and the artifact files the launcher and evaluation rely on (model/, metrics.jsonl,
 lineage.json, README.md). It trains nothing.
@@ -50,7 +50,8 @@ def main() -> int:
             with open(output / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             last.write_text(json.dumps({"step": step}))
-            pipes.report_custom_message(metrics)
+            pipes.log.info(f"step {step}: loss {metrics['loss']} reward {metrics['reward']}")
+            pipes.report_custom_message({"kind": "training_step", **metrics})
             if preempt_after is not None and step == int(preempt_after):
                 _wait_until_in_bucket(f'"step": {step}')
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -68,12 +68,11 @@ def test_metrics_and_materialisation_of_a_preempted_and_resumed_remote_run_arriv
     (task,) = cloud.submitted_tasks
     assert {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES", "FINQA_RL_BUCKET", "FINQA_RL_RUN_ID"} <= set(task.envs)
 
-    # Its log lines (one per attempt) and its step metrics arrived in the Dagster run, in order, across
-    # the preemption: steps 0-1 from the first machine, 2-3 from the one that resumed.
+    # Its log lines arrived in the Dagster run, in order, across the preemption: one start line per
+    # machine, steps 0-1 from the first machine, 2-3 from the one that resumed.
     logs = log_messages(instance, result)
     assert sum(f"training tiny-test on snapshot {snapshot_hash}" in line for line in logs) == 2
-    steps = [json.loads(line[len("[remote] ") :])["step"] for line in logs if line.startswith("[remote] ")]
-    assert steps == [0, 1, 2, 3]
+    assert [line.split(":")[0] for line in logs if line.startswith("step ")] == ["step 0", "step 1", "step 2", "step 3"]
 
     # Its one materialisation arrived, with the launcher's recovery count and compute record added.
     event = materialization(result)
@@ -82,6 +81,9 @@ def test_metrics_and_materialisation_of_a_preempted_and_resumed_remote_run_arriv
     assert event.metadata["snapshot_hash"].value == snapshot_hash
     assert event.metadata["skypilot/recovery_count"].value == 1
     assert event.metadata["compute"].value["recovery_count"] == 1
+    # ... and its step metrics (custom messages) of both machines.
+    assert event.metadata["remote/custom_messages"].value == 4
+    assert event.metadata["remote/last_custom_message"].value == {"kind": "training_step", "step": 3, "loss": 0.25, "reward": 0.6}
 
     # The outputs came back from the bucket (checkpoints stay there), lineage.json with `compute`.
     out = Path(launch.output_dir)

@@ -148,7 +148,12 @@ class SkyPilotLauncher(dg.ConfigurableResource):
         lineage_path = write_compute(launch.output_dir, compute)
         upload_file(client, bucket, lineage_path, f"{run_prefix(launch.run_id)}/{lineage_path.name}")
         context.log.info(f"compute: {json.dumps(compute, sort_keys=True)}")
-        yield from session.get_results(metadata=self.result_metadata(outcome, compute, bucket, launch, snapshot.uri))
+        metadata = self.result_metadata(outcome, compute, bucket, launch, snapshot.uri)
+        custom_messages = list(session.get_custom_messages())
+        if custom_messages:  # the entry point's step metrics: how many arrived, and the last one
+            metadata["remote/custom_messages"] = len(custom_messages)
+            metadata["remote/last_custom_message"] = dg.MetadataValue.json(custom_messages[-1])
+        yield from session.get_results(metadata=metadata)
 
     # -- pieces (public so the by-hand commands reuse them) ------------------------------------------------
     def resolved_bucket(self) -> str:
