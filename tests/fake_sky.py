@@ -50,7 +50,9 @@ def _current() -> "FakeCloud":
 
 
 # -- the SDK surface --------------------------------------------------------------------------------------
-def launch(task, cluster_name=None, retry_until_up=False, idle_minutes_to_autostop=None, dryrun=False, down=False, **kwargs):
+def launch(
+    task, cluster_name=None, retry_until_up=False, idle_minutes_to_autostop=None, dryrun=False, down=False, **kwargs
+):
     return _current().request(
         "launch", task=task, cluster_name=cluster_name, down=down, idle_minutes_to_autostop=idle_minutes_to_autostop
     )
@@ -80,13 +82,25 @@ class _Jobs:
         return _current().request("jobs.queue_v2", job_ids=job_ids, fields=fields)
 
     @staticmethod
-    def tail_logs(name=None, job_id=None, follow=True, controller=False, refresh=False, tail=None,
-                  tail_offset=None, output_stream=None, task=None, *, preload_content=True):
+    def tail_logs(
+        name=None,
+        job_id=None,
+        follow=True,
+        controller=False,
+        refresh=False,
+        tail=None,
+        tail_offset=None,
+        output_stream=None,
+        task=None,
+        *,
+        preload_content=True,
+    ):
         return _current().follow_job(("managed", name, job_id), output_stream)
 
     @staticmethod
-    def cancel(name=None, job_ids=None, all=False, all_users=False, pool=None, graceful=False,
-               graceful_timeout=None, task=None):
+    def cancel(
+        name=None, job_ids=None, all=False, all_users=False, pool=None, graceful=False, graceful_timeout=None, task=None
+    ):
         return _current().request("jobs.cancel", name=name, job_ids=job_ids, graceful=graceful)
 
 
@@ -182,7 +196,9 @@ class FakeCloud:
             _write(output_stream, f"fake cloud: managed job {job.job_id} submitted\n")
             return [job.job_id], None
         if name == "jobs.queue_v2":
-            records = [self._record(j) for j in self._jobs.values() if j.kind == "managed" and j.job_id in kwargs["job_ids"]]
+            records = [
+                self._record(j) for j in self._jobs.values() if j.kind == "managed" and j.job_id in kwargs["job_ids"]
+            ]
             return records, len(records), {}, len(records)
         if name == "down":
             if not any(j.key == ("cluster", kwargs["cluster_name"]) for j in self._jobs.values()):
@@ -203,27 +219,42 @@ class FakeCloud:
             return self._jobs[("cluster", name)]
         return self._jobs[("managed", job_id)]
 
-    def _accelerator(self, task: Any) -> dict[str, int]:
+    @staticmethod
+    def _chosen(task: Any) -> Any:
+        """The candidate resources the cloud provides: the first of an `ordered:` list."""
         resources = task.resources
-        first = resources[0] if isinstance(resources, list) else sorted(resources, key=repr)[0]
-        return dict(first.accelerators or {})
+        return resources[0] if isinstance(resources, list) else sorted(resources, key=repr)[0]
+
+    def _accelerator(self, task: Any) -> dict[str, int]:
+        return dict(self._chosen(task).accelerators or {})
 
     def _handle(self, task: Any) -> Any:
-        resources = task.resources
-        first = resources[0] if isinstance(resources, list) else sorted(resources, key=repr)[0]
+        first = self._chosen(task)
         return SimpleNamespace(
             launched_resources=SimpleNamespace(
-                cloud="AWS", region=self.region, zone=f"{self.region}a", accelerators=self._accelerator(task),
-                instance_type="p5.4xlarge", use_spot=first.use_spot,
+                cloud="AWS",
+                region=self.region,
+                zone=f"{self.region}a",
+                accelerators=self._accelerator(task),
+                instance_type="p5.4xlarge",
+                use_spot=first.use_spot,
             ),
             launched_nodes=1,
         )
 
     def _record(self, job: _Job) -> ManagedJobRecord:
         return ManagedJobRecord(
-            job_id=job.job_id, task_id=0, job_name=job.task.name, status=job.status, recovery_count=job.recoveries,
-            job_duration=job.seconds, cloud="AWS", region=self.region, zone=f"{self.region}a",
-            accelerators=self._accelerator(job.task), failure_reason=None,
+            job_id=job.job_id,
+            task_id=0,
+            job_name=job.task.name,
+            status=job.status,
+            recovery_count=job.recoveries,
+            job_duration=job.seconds,
+            cloud="AWS",
+            region=self.region,
+            zone=f"{self.region}a",
+            accelerators=self._accelerator(job.task),
+            failure_reason=None,
         )
 
     # running a job
@@ -265,7 +296,9 @@ class FakeCloud:
             mounts[mount_path] = local
             self._mounted[local] = _stat_tree(local)
         return Machine(
-            attempt=attempt, envs=dict(job.task.envs), mounts=mounts,
+            attempt=attempt,
+            envs=dict(job.task.envs),
+            mounts=mounts,
             preempt_after_step=self.preempt_after_step if preempt else None,
         )
 
@@ -297,7 +330,9 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _stat_tree(root: Path) -> dict[str, tuple[int, int]]:
-    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
+    }
 
 
 def _write(stream: Any, text: str) -> None:
@@ -332,8 +367,12 @@ def subprocess_attempt(command: list[str], base_env: dict[str, str], cwd: Path) 
 
 def minimal_env(**extra: str) -> dict[str, str]:
     """What a fresh machine's shell has: PATH and HOME, nothing of this test process."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": extra.pop("HOME", "/tmp"),
-            "PYTHONUNBUFFERED": "1", **extra}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": extra.pop("HOME", "/tmp"),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 PYTHON = sys.executable

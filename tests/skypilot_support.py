@@ -24,7 +24,9 @@ def make_snapshot(root: Path, content: str = "tasks") -> tuple[Path, str]:
     return path, snapshot_hash
 
 
-def training_launch(tmp_path: Path, snapshot: Path, snapshot_hash: str, run_id: str = "run-1", **overrides) -> TrainingLaunch:
+def training_launch(
+    tmp_path: Path, snapshot: Path, snapshot_hash: str, run_id: str = "run-1", **overrides
+) -> TrainingLaunch:
     return TrainingLaunch(
         run_id=run_id,
         config_name="tiny-test",

@@ -53,4 +53,7 @@ def test_compute_goes_into_the_run_lineage_and_needs_one(tmp_path):
         write_compute(tmp_path, {"accelerator": "H100"})
     (tmp_path / "lineage.json").write_text(json.dumps({"snapshot_hash": "abc"}))
     write_compute(tmp_path, {"accelerator": "H100"})
-    assert json.loads((tmp_path / "lineage.json").read_text()) == {"snapshot_hash": "abc", "compute": {"accelerator": "H100"}}
+    assert json.loads((tmp_path / "lineage.json").read_text()) == {
+        "snapshot_hash": "abc",
+        "compute": {"accelerator": "H100"},
+    }

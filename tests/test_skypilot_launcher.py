@@ -63,7 +63,8 @@ class Remote:
         params = decode_param(machine.envs["DAGSTER_PIPES_MESSAGES"])
         bucket, prefix = params["bucket"], params["key_prefix"]
         chunk = "\n".join(
-            json.dumps({PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION, "method": m, "params": {}}) for m in methods
+            json.dumps({PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION, "method": m, "params": {}})
+            for m in methods
         )
         key = f"{prefix}/{existing_chunk_count(self.s3, bucket, prefix) + 1}.json"
         self.s3.put_object(Bucket=bucket, Key=key, Body=chunk.encode())
@@ -124,7 +125,12 @@ def test_cluster_run_submits_the_train_task_tears_down_and_records_compute(s3_se
     out = Path(launch.output_dir)
     assert (out / "model" / "config.json").is_file() and not (out / "checkpoints").exists()
     compute = json.loads((out / "lineage.json").read_text())["compute"]
-    assert (compute["accelerator"], compute["count"], compute["cloud"], compute["region"]) == ("H100", 1, "aws", "us-east-1")
+    assert (compute["accelerator"], compute["count"], compute["cloud"], compute["region"]) == (
+        "H100",
+        1,
+        "aws",
+        "us-east-1",
+    )
     assert compute["mode"] == "cluster" and compute["cluster_name"] == name and compute["use_spot"] is False
     assert compute["billed_seconds"] == compute["wall_seconds"] > 0
     assert compute["gpu_minutes"] == pytest.approx(compute["billed_seconds"] / 60, abs=1e-3)
@@ -168,7 +174,9 @@ def test_cluster_is_torn_down_when_the_run_is_terminated(s3_server, s3_bucket, t
             interrupt_while_following=dg.DagsterExecutionInterruptedError(),
         )
     )  # fmt: skip
-    result = materialize(launcher_for(s3_server, s3_bucket, tmp_path, managed_job=False), training_launch(tmp_path, *snapshot))
+    result = materialize(
+        launcher_for(s3_server, s3_bucket, tmp_path, managed_job=False), training_launch(tmp_path, *snapshot)
+    )
 
     assert not result.success
     assert [call for call, _ in cloud.calls if call in ("launch", "down")] == ["launch", "down"]

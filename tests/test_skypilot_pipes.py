@@ -83,7 +83,12 @@ def test_metrics_and_materialisation_of_a_preempted_and_resumed_remote_run_arriv
     assert event.metadata["compute"].value["recovery_count"] == 1
     # ... and its step metrics (custom messages) of both machines.
     assert event.metadata["remote/custom_messages"].value == 4
-    assert event.metadata["remote/last_custom_message"].value == {"kind": "training_step", "step": 3, "loss": 0.25, "reward": 0.6}
+    assert event.metadata["remote/last_custom_message"].value == {
+        "kind": "training_step",
+        "step": 3,
+        "loss": 0.25,
+        "reward": 0.6,
+    }
 
     # The outputs came back from the bucket (checkpoints stay there), lineage.json with `compute`.
     out = Path(launch.output_dir)

@@ -75,7 +75,9 @@ def upload_snapshot(client: Any, bucket: str, snapshot_path: str | Path, snapsho
         raise FileNotFoundError(f"{root} is not an environment snapshot: {MANIFEST} is missing")
     manifest_hash = json.loads(manifest_path.read_text()).get("hash")
     if manifest_hash != snapshot_hash:
-        raise ValueError(f"{manifest_path}: hash {manifest_hash!r} does not match the requested snapshot {snapshot_hash!r}")
+        raise ValueError(
+            f"{manifest_path}: hash {manifest_hash!r} does not match the requested snapshot {snapshot_hash!r}"
+        )
     prefix = snapshot_prefix(snapshot_hash)
     uri = f"s3://{bucket}/{prefix}"
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST) + [manifest_path]

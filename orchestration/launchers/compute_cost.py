@@ -9,7 +9,8 @@
       "billed_basis": "cluster lifetime: launch to teardown" | "managed job duration reported by SkyPilot" | ...,
       "gpu_minutes": ...,       # billed_seconds * count / 60
       "hourly_usd": ...,        # for `count` accelerators; null when no price is known
-      "price_source": "skypilot catalog aws/vms.csv (p5.4xlarge, us-east-1, on-demand)" | "configured price per GPU-hour" | null,
+      "price_source": "skypilot catalog aws/vms.csv (p5.4xlarge, us-east-1, on-demand)"
+                      | "configured on-demand price per GPU-hour (3.0 USD)" | null,
       "estimated_usd": ...,     # billed hours * hourly_usd; null when no price is known
       "recovery_count": 0,      # spot preemptions / failures a managed job recovered from
       "job_id": ..., "cluster_name": ...

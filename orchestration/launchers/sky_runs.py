@@ -24,7 +24,9 @@ from orchestration.launchers.skypilot import RunOutcome, SkyPilotLauncher, manag
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.launchers.sky_runs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestration.launchers.sky_runs", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--bucket", help="S3 bucket (default: $FINQA_RL_BUCKET)")
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS S3)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,7 +94,13 @@ def _outcome(args: argparse.Namespace) -> RunOutcome | None:
             mode="cluster",
             succeeded=True,
             status="given on the command line",
-            placement=Placement(name, int(count) if count.is_integer() else count, cloud=args.cloud, region=args.region, use_spot=args.spot),
+            placement=Placement(
+                name,
+                int(count) if count.is_integer() else count,
+                cloud=args.cloud,
+                region=args.region,
+                use_spot=args.spot,
+            ),
             wall_seconds=seconds,
             billed_seconds=seconds,
             billed_basis="cluster hours given on the command line",

@@ -143,7 +143,7 @@ class SkyPilot:
         return ClusterJob(cluster_name, job_id, handle)
 
     def follow_cluster_job(self, job: ClusterJob, log: LogStream) -> int:
-        """Stream the job's logs until it ends; its exit code (0 succeeded, 100 failed, see sky.exceptions.JobExitCode)."""
+        """Stream the job's logs until it ends; its exit code (0 succeeded, 100 failed: sky.exceptions.JobExitCode)."""
         return int(self.sky.tail_logs(job.cluster_name, job.job_id, follow=True, output_stream=log))
 
     def down_cluster(self, cluster_name: str, log: LogStream) -> bool:

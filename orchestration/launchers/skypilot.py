@@ -143,7 +143,9 @@ class SkyPilotLauncher(dg.ConfigurableResource):
         pulled = download_run(
             client, bucket, launch.run_id, launch.output_dir, include_checkpoints=self.pull_checkpoints
         )
-        context.log.info(f"pulled {len(pulled)} files of s3://{bucket}/{run_prefix(launch.run_id)}/ into {launch.output_dir}")
+        context.log.info(
+            f"pulled {len(pulled)} files of s3://{bucket}/{run_prefix(launch.run_id)}/ into {launch.output_dir}"
+        )
         compute = self.compute_of(outcome)
         lineage_path = write_compute(launch.output_dir, compute)
         upload_file(client, bucket, lineage_path, f"{run_prefix(launch.run_id)}/{lineage_path.name}")
