@@ -305,3 +305,12 @@ def test_by_hand_upload_then_pull_with_compute(s3_server, s3_bucket, tmp_path, s
     assert (compute["accelerator"], compute["count"], compute["gpu_minutes"]) == ("H100", 1, 120.0)
     assert compute["estimated_usd"] == pytest.approx(2 * compute["hourly_usd"])
     assert (out / "model" / "config.json").is_file() and not (out / "checkpoints").exists()
+
+
+def test_the_code_location_offers_the_skypilot_launcher_without_any_cloud_setting(monkeypatch):
+    monkeypatch.delenv("FINQA_RL_BUCKET", raising=False)
+    from orchestration.definitions import build_definitions
+
+    launcher = build_definitions().resources["skypilot_launcher"]
+    assert isinstance(launcher, SkyPilotLauncher)
+    assert launcher.task_yaml_path() == REPO_ROOT / "infra" / "sky" / "train.yaml"
