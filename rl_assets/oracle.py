@@ -19,11 +19,9 @@ from typing import Any, Callable, Iterable
 
 import duckdb
 
-from rl_assets import grading
+from rl_assets import grading, programs
 from rl_assets.env import FinQAEnv
 
-NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
-FINQA_OPS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**"}
 TASK_SETS = ("single_table", "multi_table")
 
 
@@ -91,11 +89,15 @@ def _solve(env: FinQAEnv, task: dict[str, Any]) -> str:
         expression = re.sub(r"\ba(\d+)\b", lambda m: f"({values[int(m.group(1))]!r})", task["gold_expression"])
         return _calculate(env, expression)
     by_literal = _values_by_literal(operands, values)
-    if kind == "tatqa_derivation":
-        expression = NUMBER_TOKEN.sub(lambda m: by_literal.get(_number(m.group(0)), m.group(0)), task["gold_expression"])
-        return _calculate(env, expression)
-    if kind == "finqa_program":
-        return _run_finqa_program(env, task["gold_expression"], by_literal)
+    resolve = lambda number: by_literal.get(number.magnitude)  # noqa: E731 - literal -> fetched value
+    try:
+        if kind == "tatqa_derivation":
+            derivation = programs.parse_derivation(task["gold_expression"], task.get("gold_scale"))
+            return _calculate(env, derivation.to_calculator(resolve))
+        if kind == "finqa_program":
+            return _run_finqa_program(env, programs.parse_finqa_program(task["gold_expression"]), resolve)
+    except programs.ProgramError as e:
+        raise OracleFailure("unsupported_program", f"{task['gold_expression']}: {e}") from None
     raise OracleFailure("unknown_program_kind", kind)
 
 
@@ -120,13 +122,14 @@ def _fetch(env: FinQAEnv, company: str, op: dict[str, Any]) -> float:
     return parsed.value
 
 
-def _number(token: str) -> float:
-    return abs(float(token.replace(",", "")))
-
-
-def _values_by_literal(operands: list[dict[str, Any]], values: list[float]) -> dict[float, str]:
-    """Literal number in the gold program -> the value fetched through the tools (as text, no sign)."""
-    return {_number(op["literal"].lstrip("-").rstrip("%")): repr(abs(v)) for op, v in zip(operands, values)}
+def _values_by_literal(operands: list[dict[str, Any]], values: list[float]) -> dict[float, float]:
+    """|number as written in the gold program| -> |value fetched through the tools| (the program keeps the sign)."""
+    out: dict[float, float] = {}
+    for op, value in zip(operands, values):
+        magnitude = programs.number_magnitude(op["literal"])
+        if magnitude is not None:
+            out[magnitude] = abs(value)
+    return out
 
 
 def _calculate(env: FinQAEnv, expression: str) -> str:
@@ -136,29 +139,13 @@ def _calculate(env: FinQAEnv, expression: str) -> str:
     return output
 
 
-def _run_finqa_program(env: FinQAEnv, program: str, by_literal: dict[float, str]) -> str:
+def _run_finqa_program(env: FinQAEnv, program: programs.FinQAProgram, resolve) -> str:
+    """Each step through the calculator, earlier results fed in as the calculator printed them."""
     results: list[str] = []
-    for step in re.findall(r"(\w+)\(([^)]*)\)", program):
-        op, args_text = step
-        args = [a.strip() for a in args_text.split(",")]
-        if op not in FINQA_OPS or len(args) != 2:
-            raise OracleFailure("unsupported_program", program)
-        resolved = []
-        for arg in args:
-            if arg.startswith("#"):
-                resolved.append(f"({results[int(arg[1:])]})")
-            elif arg.startswith("const_"):
-                resolved.append("(-1)" if arg == "const_m1" else arg[len("const_"):])
-            else:
-                negative = arg.startswith("-")
-                literal = by_literal.get(_number(arg.lstrip("-").rstrip("%")))
-                value = literal if literal is not None else arg.rstrip("%")  # an allowed constant
-                if arg.endswith("%") and literal is not None:
-                    value = f"{value}%"
-                resolved.append(f"(-{value})" if negative else f"({value})")
-        results.append(_calculate(env, f"{resolved[0]} {FINQA_OPS[op]} {resolved[1]}"))
+    for index in range(len(program.steps)):
+        results.append(_calculate(env, program.step_expression(index, results, resolve)))
     if not results:
-        raise OracleFailure("unsupported_program", program)
+        raise OracleFailure("unsupported_program", program.text)
     return results[-1]
 
 
