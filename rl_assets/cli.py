@@ -14,7 +14,9 @@ import importlib
 import sys
 
 # command -> (module, one-line help). Add a command by adding a line here.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("rl_assets.serve.cli", "serve the environment over HTTP + WebSocket (OpenEnv-compatible, many sessions)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
