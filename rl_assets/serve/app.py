@@ -55,6 +55,7 @@ HTTP_STATUS = {INVALID_JSON: 400, VALIDATION_ERROR: 400, UNKNOWN_TYPE: 400, SESS
 WS_CLOSE_TRY_AGAIN_LATER = 1013
 WS_CLOSE_POLICY = 1008
 WS_CLOSE_IDLE = 4408  # application close code: the session was idle too long
+DRAIN_FACTOR = 16  # an oversized HTTP body is drained up to this many times the limit, then the connection closes
 STEP_KEYS = {"call_tool": {"type", "tool_name", "arguments", "metadata"}, "list_tools": {"type", "metadata"}}
 
 
@@ -302,15 +303,18 @@ class FinQAService:
 
     # ---------------------------------------------------------------- HTTP
     async def read_json(self, request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.config.max_message_bytes:
-            raise ServiceError(MESSAGE_TOO_LARGE, f"request body is {int(declared):,} bytes; the limit is "
-                                                  f"{self.config.max_message_bytes:,}")
-        body = bytearray()
+        # An oversized body is read to its end (up to a bound) and dropped, so that a client that sends all of
+        # its request before reading the answer gets the error instead of a broken pipe.
+        limit = self.config.max_message_bytes
+        body, received = bytearray(), 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.config.max_message_bytes:
-                raise ServiceError(MESSAGE_TOO_LARGE, f"request body exceeds {self.config.max_message_bytes:,} bytes")
+            received += len(chunk)
+            if received <= limit:
+                body += chunk
+            elif received > DRAIN_FACTOR * limit:
+                break
+        if received > limit:
+            raise ServiceError(MESSAGE_TOO_LARGE, f"request body is over {limit:,} bytes (the limit)")
         if not body:
             return {}
         try:

@@ -10,6 +10,10 @@ dataset needs no gold columns. Each instance is one session on one WebSocket, op
 reopened by `reset` if the server closed it (e.g. idle between training steps longer than the server's
 `--session-timeout`).
 
+The session ends when the connection does: `with RemoteFinQAEnv(url) as env: ...`, `close(env)`, the
+process exiting, or the server's idle timeout. (`close` is a function, not a method: TRL would offer any
+public method to the model as a tool.)
+
 Tools never raise for the agent's mistakes (like FinQAEnv, the answer is an "Error: ..." text, also after
 the episode ended with `submit_answer`); a lost connection or a refused session raises ConnectionError.
 """
@@ -89,8 +93,13 @@ class RemoteFinQAEnv:
             raise ConnectionError(f"state: unexpected reply {str(reply)[:300]}")
         return reply["data"]["report"]
 
-    def close(self) -> None:
-        """End the session (the server frees it at once; otherwise when the connection drops)."""
+    def __enter__(self) -> "RemoteFinQAEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        close(self)
+
+    def _close(self) -> None:
         if self._ws is not None:
             try:
                 self._ws.send(json.dumps({"type": "close"}))
@@ -163,7 +172,7 @@ class RemoteFinQAEnv:
 
             try:
                 self._ws = connect(self._ws_url, open_timeout=self._connect_timeout_s, compression=None,
-                                   max_size=None)
+                                   max_size=None, legacy=True)
             except (OSError, TimeoutError) as e:
                 raise ConnectionError(f"cannot connect to {self._ws_url}: {e}") from None
         return self._ws
@@ -175,3 +184,8 @@ class RemoteFinQAEnv:
             except Exception:
                 pass
             self._ws = None
+
+
+def close(env: RemoteFinQAEnv) -> None:
+    """End the environment's session now (the server frees its slot at once)."""
+    env._close()

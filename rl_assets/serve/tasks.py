@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import OrderedDict
 from typing import Any
 
 RESET_KEYS = ("task_id", "split", "index", "seed", "episode_id")
@@ -42,6 +43,7 @@ class TaskCatalog:
         self._cycle_rng.shuffle(self._cycle)
         self._cycle_position = 0
         self._lock = threading.Lock()
+        self._permutations: OrderedDict[tuple[str | None, int], list[dict[str, Any]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.all)
@@ -84,11 +86,7 @@ class TaskCatalog:
         if index is not None:
             if not 0 <= index < len(pool):
                 raise TaskSelectionError(f"index {index} is out of range: {len(pool):,} tasks (0..{len(pool) - 1})")
-            if seed is None:
-                return pool[index]
-            order = list(pool)
-            random.Random(seed).shuffle(order)
-            return order[index]
+            return pool[index] if seed is None else self._permutation(split, pool, seed)[index]
         if seed is not None:
             return random.Random(seed).choice(pool)
         if split is not None:
@@ -100,3 +98,18 @@ class TaskCatalog:
             task = self._cycle[self._cycle_position]
             self._cycle_position += 1
         return task
+
+    def _permutation(self, split: str | None, pool: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        """The pool shuffled with `seed` (the last few are kept: a trainer walks one index after another)."""
+        key = (split, seed)
+        with self._lock:
+            order = self._permutations.get(key)
+            if order is None:
+                order = list(pool)
+                random.Random(seed).shuffle(order)
+                self._permutations[key] = order
+                while len(self._permutations) > 16:
+                    self._permutations.popitem(last=False)
+            else:
+                self._permutations.move_to_end(key)
+        return order
