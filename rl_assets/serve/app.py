@@ -6,6 +6,7 @@ Endpoints (as OpenEnv's server library defines them, plus what it lacks for trai
     GET  /metadata   name, description, version
     GET  /schema     JSON schemas of action, observation, state (and of the reset arguments)
     GET  /state      a session's state (?session_id=...), else an empty state
+    GET  /tasks      the tasks served: task_id, split, question_type, source (filters: ?split=&question_type=&source=)
     POST /reset      reset arguments (rl_assets.serve.tasks) -> observation; with "session_id", that
                      session's episode; without, a throwaway episode (OpenEnv's stateless /reset)
     POST /step       {"action": {...}, "session_id": ...} -> observation; without a session only
@@ -56,6 +57,7 @@ WS_CLOSE_TRY_AGAIN_LATER = 1013
 WS_CLOSE_POLICY = 1008
 WS_CLOSE_IDLE = 4408  # application close code: the session was idle too long
 DRAIN_FACTOR = 16  # an oversized HTTP body is drained up to this many times the limit, then the connection closes
+TASK_LISTING = ("task_id", "split", "question_type", "source")
 STEP_KEYS = {"call_tool": {"type", "tool_name", "arguments", "metadata"}, "list_tools": {"type", "metadata"}}
 
 
@@ -367,6 +369,12 @@ def create_app(config: ServerConfig) -> Starlette:
         session.touch()
         return JSONResponse(session.state())
 
+    async def tasks(request: Request) -> JSONResponse:
+        filters = {k: request.query_params.get(k) for k in ("split", "question_type", "source")}
+        listed = [{k: t.get(k) for k in TASK_LISTING} for t in service.catalog.all
+                  if all(v is None or t.get(k) == v for k, v in filters.items())]
+        return JSONResponse({"tasks": listed})
+
     async def reset(request: Request) -> JSONResponse:
         try:
             body = await service.read_json(request)
@@ -401,6 +409,7 @@ def create_app(config: ServerConfig) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", health), Route("/metadata", metadata), Route("/schema", schema), Route("/state", state),
+            Route("/tasks", tasks),
             Route("/reset", reset, methods=["POST"]), Route("/step", step, methods=["POST"]),
             Route("/mcp", mcp, methods=["POST"]),
             WebSocketRoute("/ws", service.ws_endpoint), WebSocketRoute("/mcp", service.mcp_ws_endpoint),

@@ -21,6 +21,8 @@ the episode ended with `submit_answer`); a lost connection or a refused session 
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
 from typing import Any
 
 from rl_assets.env import FinQAEnv
@@ -189,3 +191,14 @@ class RemoteFinQAEnv:
 def close(env: RemoteFinQAEnv) -> None:
     """End the environment's session now (the server frees its slot at once)."""
     env._close()
+
+
+def fetch_tasks(url: str, split: str | None = None, question_type: str | None = None,
+                source: str | None = None, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """The tasks a server serves ({task_id, split, question_type, source}, ordered by task_id), e.g. to build
+    a trainer's dataset without a local copy of the snapshot."""
+    query = urllib.parse.urlencode({k: v for k, v in (("split", split), ("question_type", question_type),
+                                                      ("source", source)) if v is not None})
+    base = url.rstrip("/").replace("ws://", "http://", 1).replace("wss://", "https://", 1).removesuffix("/ws")
+    with urllib.request.urlopen(f"{base}/tasks" + (f"?{query}" if query else ""), timeout=timeout_s) as response:
+        return json.loads(response.read())["tasks"]

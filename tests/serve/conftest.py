@@ -7,13 +7,15 @@ import pytest
 from rl_assets import oracle
 from rl_assets.env import FinQAEnv
 from rl_assets.serve.process import start_server
+from rl_assets.snapshot import read_tasks
 
 from serve_helpers import N_TRAJECTORIES, Trajectory
 
 
 @pytest.fixture(scope="session")
-def trajectories(snapshot_dir, tasks) -> list[Trajectory]:
+def trajectories(snapshot_dir) -> list[Trajectory]:
     """32 oracle trajectories over every source and task type, replayed in a fresh environment to record outputs."""
+    tasks = read_tasks(snapshot_dir)  # what the server serves
     solver, replayer = FinQAEnv(snapshot=snapshot_dir), FinQAEnv(snapshot=snapshot_dir)
     groups: dict[tuple, list[dict]] = {}
     for task in tasks:

@@ -14,7 +14,8 @@ import pytest
 
 from rl_assets import oracle
 from rl_assets.env import FinQAEnv
-from rl_assets.serve.remote import RemoteFinQAEnv, close
+from rl_assets.serve.remote import RemoteFinQAEnv, close, fetch_tasks
+from rl_assets.snapshot import read_tasks
 
 from serve_helpers import active_sessions, wait_until
 
@@ -40,7 +41,7 @@ def tiny_tokenizer(tasks):
     return tokenizer
 
 
-def test_grpo_trainer_runs_with_remote_environments(tiny_tokenizer, server, tasks, tmp_path, monkeypatch):
+def test_grpo_trainer_runs_with_remote_environments(tiny_tokenizer, server, snapshot_dir, tmp_path, monkeypatch):
     import trl
     from datasets import Dataset
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -50,7 +51,10 @@ def test_grpo_trainer_runs_with_remote_environments(tiny_tokenizer, server, task
         vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=4096,
         tie_word_embeddings=True, eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id))
-    picked = [t for t in tasks if t["source"] == "sec10k"][:4]
+    served = fetch_tasks(server.url, split="train", source="sec10k")  # the dataset comes from the server too
+    assert [t["task_id"] for t in served] == [
+        t["task_id"] for t in read_tasks(snapshot_dir, splits=["train"], sources=["sec10k"])]
+    picked = served[:4]
     # no gold columns: the server grades with its own snapshot
     rows = [{"prompt": [{"role": "user", "content": "Answer with the tools."}], "task_id": t["task_id"]} for t in picked]
     created: list[RemoteFinQAEnv] = []
