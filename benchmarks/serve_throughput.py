@@ -6,9 +6,9 @@ OpenEnv FinQA server's one-session behaviour, all in one run.
     .venv/bin/python benchmarks/serve_throughput.py --snapshot data/snapshots/<hash> --episodes 640 --clients 1 8 32
 
 Episodes: oracle trajectories recorded in-process on distinct tasks of every source (`rl_assets.oracle`), each
-replayed as reset + every tool call + submit_answer; a phase runs `--episodes` of them, spread over the
-clients (threads of this process, each with its own environment or connection), and every episode must end
-with reward 1.0. Modes:
+replayed as reset + every tool call + submit_answer; a phase runs `--episodes` of them (fewer if
+`--phase-seconds` runs out first: the slow one-session modes), spread over the clients (threads of this
+process, each with its own environment or connection), and every episode must end with reward 1.0. Modes:
 
 - in-process: one `FinQAEnv` per client thread, sharing one World (the way a trainer runs it locally).
 - server: `finqa-rl serve --max-sessions 64` in its own process; one `RemoteFinQAEnv` (one session on one
@@ -16,6 +16,11 @@ with reward 1.0. Modes:
 - one session (reference limit): the same server with `--max-sessions 1`, as the reference OpenEnv FinQA
   server runs (`max_concurrent_envs` defaults to 1). A client opens a session per episode; a refused one
   (CAPACITY_REACHED) closes, waits 5-15 ms and retries. Refusals are counted.
+- OpenEnv library, 1 session (reference config) / 64 sessions: the same tools behind OpenEnv's own server
+  library (`openenv` 0.10.0: create_app, MCPEnvironment, FastMCP), configured like the reference FinQA
+  server (benchmarks/openenv_reference_server.py), driven by the same clients as the two modes above. Runs
+  when a python with openenv 0.10.0 is given (`--openenv-python`, default `.venv-openenv/bin/python` if it
+  exists; benchmarks/README.md says how to make it).
 
 Timing: time.perf_counter() around each call on the client side (for the server modes: the round trip over
 loopback, JSON and the WebSocket included); "start" is the reset (plus, in the one-session mode, opening the
@@ -46,11 +51,12 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
 
 from rl_assets import oracle  # noqa: E402
 from rl_assets.env import FinQAEnv  # noqa: E402
-from rl_assets.serve.process import start_server  # noqa: E402
+from rl_assets.serve.process import free_port, launch, start_server  # noqa: E402
 from rl_assets.serve.remote import RemoteFinQAEnv, close  # noqa: E402
 from rl_assets.snapshot import latest_snapshot, read_manifest, read_tasks  # noqa: E402
 
-MODES = ("in-process", "server", "one session (reference limit)")
+MODES = ("in-process", "server", "one session (reference limit)",
+         "OpenEnv library, 64 sessions", "OpenEnv library, 1 session (reference config)")
 RETRY_WAIT_S = (0.005, 0.015)
 
 
@@ -147,18 +153,23 @@ class OneSessionClient:
         pass
 
 
-def run_phase(make_client: Callable[[int], Any], clients: int, episodes: list[Episode]) -> dict[str, Any]:
-    """Every episode once, spread round-robin over `clients` threads started together; the merged stats."""
+def run_phase(make_client: Callable[[int], Any], clients: int, episodes: list[Episode],
+              max_seconds: float) -> dict[str, Any]:
+    """Every episode once (or as many as start within max_seconds), spread round-robin over `clients` threads
+    started together; the merged stats."""
     per_client = [episodes[i::clients] for i in range(clients)]
     workers = [make_client(i) for i in range(clients)]
     stats = [ClientStats() for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
     errors: list[BaseException] = []
+    deadline: list[float] = []
 
     def work(i: int) -> None:
         barrier.wait()
         try:
             for episode in per_client[i]:
+                if time.perf_counter() > deadline[0]:
+                    break
                 workers[i].run(episode, stats[i])
         except BaseException as e:  # reported after the phase
             errors.append(e)
@@ -166,6 +177,7 @@ def run_phase(make_client: Callable[[int], Any], clients: int, episodes: list[Ep
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
+    deadline.append(time.perf_counter() + max_seconds)
     barrier.wait()
     started = time.perf_counter()
     for t in threads:
@@ -216,7 +228,12 @@ def main() -> int:
     ap.add_argument("--snapshot", type=Path, default=None, help="default: newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots")
     ap.add_argument("--episodes", type=int, default=640, help="episodes per phase (distinct tasks; default 640)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients (default 1 8 32)")
+    ap.add_argument("--phase-seconds", type=float, default=15.0,
+                    help="no episode starts after this many seconds of a phase (default 15; bounds the slow modes)")
     ap.add_argument("--seed", type=int, default=0, help="task sample (default 0)")
+    ap.add_argument("--openenv-python", type=Path, default=REPO_ROOT / ".venv-openenv" / "bin" / "python",
+                    help="a python with openenv==0.10.0, duckdb and sqlglot, for the OpenEnv library modes "
+                         "(default .venv-openenv/bin/python; skipped if missing)")
     ap.add_argument("--json-out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "serve_throughput.json")
     args = ap.parse_args()
     snapshot = (args.snapshot or latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR",
@@ -230,9 +247,9 @@ def main() -> int:
     results: list[dict[str, Any]] = []
 
     def measure(mode: str, make_client: Callable[[int], Any]) -> None:
-        run_phase(make_client, 1, episodes)  # warm-up: every query answered once by this mode's process
+        run_phase(make_client, 1, episodes, args.phase_seconds)  # warm-up: this mode's process answers every query once
         for clients in args.clients:
-            row = {"mode": mode, **run_phase(make_client, clients, episodes)}
+            row = {"mode": mode, **run_phase(make_client, clients, episodes, args.phase_seconds)}
             results.append(row)
             print(f"  {mode:32s} {clients:3d} clients: {row['episodes_per_s']:8.1f} episodes/s, tool p50 "
                   f"{row['tool_p50_ms']:.3f} ms, p99 {row['tool_p99_ms']:.3f} ms, refusals {row['refusals']}")
@@ -244,6 +261,15 @@ def main() -> int:
         measure(MODES[1], lambda i: ServerClient(server.url))
     with start_server(snapshot, max_sessions=1) as server:
         measure(MODES[2], lambda i: OneSessionClient(server.url, random.Random(rng.random())))
+    if args.openenv_python.exists():
+        for mode, sessions in ((MODES[3], 64), (MODES[4], 1)):
+            with library_server(args.openenv_python, snapshot, sessions) as server:
+                if sessions > 1:
+                    measure(mode, lambda i: ServerClient(server.url))
+                else:
+                    measure(mode, lambda i: OneSessionClient(server.url, random.Random(rng.random())))
+    else:
+        print(f"OpenEnv library modes skipped: {args.openenv_python} does not exist")
     load_after = load()
 
     print_table(results, args.clients)
@@ -251,9 +277,10 @@ def main() -> int:
     payload = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "snapshot_hash": read_manifest(snapshot).get("snapshot_hash", snapshot.name),
-        "episodes_per_phase": len(episodes), "tool_calls_per_phase": calls, "seed": args.seed,
+        "episodes_recorded": len(episodes), "tool_calls_recorded": calls, "phase_seconds": args.phase_seconds,
+        "seed": args.seed,
         "machine": machine_info(), "load_before": load_before, "load_after": load_after,
-        "results": results, "speedup_vs_one_session": speedups(results, args.clients),
+        "results": results, "speedup_of_server_over": speedups(results, args.clients),
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -261,19 +288,28 @@ def main() -> int:
     return 0
 
 
-def speedups(results: list[dict[str, Any]], clients: list[int]) -> dict[str, float]:
+def library_server(python: Path, snapshot: Path, sessions: int):
+    port = free_port()
+    command = [str(python), str(REPO_ROOT / "benchmarks" / "openenv_reference_server.py"), "--snapshot", str(snapshot),
+               "--port", str(port), "--max-sessions", str(sessions)]
+    return launch(command, f"http://127.0.0.1:{port}", env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+
+
+def speedups(results: list[dict[str, Any]], clients: list[int]) -> dict[str, dict[str, float]]:
+    """Episodes/s of the server divided by each one-session mode's, per number of clients."""
     by = {(r["mode"], r["clients"]): r["episodes_per_s"] for r in results}
-    return {str(n): by[(MODES[1], n)] / by[(MODES[2], n)] for n in clients}
+    return {baseline: {str(n): by[(MODES[1], n)] / by[(baseline, n)] for n in clients}
+            for baseline in (MODES[2], MODES[4]) if (baseline, clients[0]) in by}
 
 
 def print_table(results: list[dict[str, Any]], clients: list[int]) -> None:
-    print("\n| mode | clients | episodes/s | tool p50 ms | tool p99 ms | start p50 ms | start p99 ms | refusals |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| mode | clients | episodes | episodes/s | tool p50 ms | tool p99 ms | start p50 ms | start p99 ms | refusals |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['mode']} | {r['clients']} | {r['episodes_per_s']:,.1f} | {r['tool_p50_ms']:.3f} | "
+        print(f"| {r['mode']} | {r['clients']} | {r['episodes']} | {r['episodes_per_s']:,.1f} | {r['tool_p50_ms']:.3f} | "
               f"{r['tool_p99_ms']:.3f} | {r['start_p50_ms']:.3f} | {r['start_p99_ms']:.3f} | {r['refusals']:,} |")
-    for n, x in speedups(results, clients).items():
-        print(f"server vs one session, {n} clients: {x:.1f}x episodes/s")
+    for baseline, by_clients in speedups(results, clients).items():
+        print(f"server vs {baseline}: " + ", ".join(f"{x:.1f}x with {n}" for n, x in by_clients.items()))
 
 
 if __name__ == "__main__":

@@ -90,20 +90,35 @@ def start_server(snapshot: str | os.PathLike, host: str = "127.0.0.1", port: int
     attempts = 1 if port is not None else 3
     for attempt in range(attempts):
         chosen = port if port is not None else free_port(host)
-        log = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="finqa-serve-", suffix=".log")[1])
         command = [sys.executable, "-m", "rl_assets.cli", "serve", "--snapshot", str(snapshot),
                    "--host", host, "--port", str(chosen), *flags]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        server = ServerProcess(f"http://{host}:{chosen}", process, log)
-        if _wait_healthy(server, startup_timeout_s):
-            return server
-        status = server.stop()
-        port_taken = "address already in use" in server.log_tail().lower()
-        if not (port_taken and attempt + 1 < attempts):
-            raise RuntimeError(f"the server did not become healthy (exit status {status}): {' '.join(command)}\n"
-                               f"--- {log} ---\n{server.log_tail()}")
+        try:
+            return launch(command, f"http://{host}:{chosen}", startup_timeout_s, log_path)
+        except ServerStartError as e:
+            if not (e.port_taken and attempt + 1 < attempts):
+                raise
     raise AssertionError("unreachable")
+
+
+class ServerStartError(RuntimeError):
+    def __init__(self, message: str, port_taken: bool):
+        super().__init__(message)
+        self.port_taken = port_taken
+
+
+def launch(command: list[str], url: str, startup_timeout_s: float = 120.0,
+           log_path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+    """Run `command` (any server answering GET {url}/health) and wait until it is healthy."""
+    log = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="finqa-serve-", suffix=".log")[1])
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = ServerProcess(url, process, log)
+    if _wait_healthy(server, startup_timeout_s):
+        return server
+    status = server.stop()
+    raise ServerStartError(f"the server did not become healthy (exit status {status}): {' '.join(command)}\n"
+                           f"--- {log} ---\n{server.log_tail()}",
+                           port_taken="address already in use" in server.log_tail().lower())
 
 
 def _wait_healthy(server: ServerProcess, timeout_s: float) -> bool:

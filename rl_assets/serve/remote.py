@@ -79,7 +79,7 @@ class RemoteFinQAEnv:
             reply = self._exchange(message)
         data = self._observation(reply, "reset")
         self._done, self._reward, self._final = False, None, None
-        return data["metadata"]["prompt"]
+        return (data.get("metadata") or data["observation"]["metadata"])["prompt"]
 
     def get_reward(self) -> float:
         """1.0 if the submitted answer is correct (graded by the server), else 0.0."""
@@ -139,8 +139,9 @@ class RemoteFinQAEnv:
         data = self._observation(reply, tool)
         observation = data["observation"]
         if data["done"]:
+            metadata = data.get("metadata") or observation.get("metadata") or {}
             self._done, self._reward = True, data["reward"]
-            self._final = data["metadata"]
+            self._final = metadata if "report" in metadata else None
         if observation.get("error"):
             return f"Error: {observation['error']['message']}"
         return observation["result"]["data"]
