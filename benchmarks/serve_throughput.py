@@ -275,7 +275,7 @@ def main() -> int:
     print_table(results, args.clients)
     print(f"load before: {load_before['uptime']}\nload after:  {load_after['uptime']}")
     payload = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([_shown(Path(sys.executable)), *sys.argv]),
         "snapshot_hash": read_manifest(snapshot).get("snapshot_hash", snapshot.name),
         "episodes_recorded": len(episodes), "tool_calls_recorded": calls, "phase_seconds": args.phase_seconds,
         "seed": args.seed,
@@ -286,6 +286,14 @@ def main() -> int:
     args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.json_out}")
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it (.venv/bin/python)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def library_server(python: Path, snapshot: Path, sessions: int):
