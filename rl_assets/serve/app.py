@@ -232,7 +232,7 @@ class FinQAService:
             return protocol.ws_error(EXECUTION_ERROR, f"{type(e).__name__}: {e}")
 
     async def ws_endpoint(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+        # the session exists before the handshake completes, so a client that has connected holds its slot
         requested = websocket.query_params.get("session_id")
         try:
             if requested:
@@ -244,11 +244,13 @@ class FinQAService:
                 session = self.sessions.open(owner="ws")
                 owned = True
         except ServiceError as e:
+            await websocket.accept()
             await _send_then_close(websocket, protocol.ws_service_error(e), e)
             return
         session.websocket = websocket
         session.touch()
         try:
+            await websocket.accept()
             while True:
                 received = await websocket.receive()
                 if received["type"] == "websocket.disconnect":
@@ -276,14 +278,15 @@ class FinQAService:
 
     # ---------------------------------------------------------------- WebSocket /mcp
     async def mcp_ws_endpoint(self, websocket: WebSocket) -> None:
-        await websocket.accept()
         try:
             session = self.sessions.open(owner="ws")
         except ServiceError as e:
+            await websocket.accept()
             await _send_then_close(websocket, json.dumps(protocol.rpc_service_error(None, e)), e)
             return
         session.websocket = websocket
         try:
+            await websocket.accept()
             while True:
                 received = await websocket.receive()
                 if received["type"] == "websocket.disconnect":

@@ -13,7 +13,7 @@ from rl_assets.serve.process import get_json
 from rl_assets.serve.tasks import TaskCatalog, TaskSelectionError
 from rl_assets.serve.tools import TOOLS
 
-from serve_helpers import N_TRAJECTORIES, WsClient, active_sessions, post, replay_over_ws, rpc
+from serve_helpers import N_TRAJECTORIES, WsClient, active_sessions, post, replay_over_ws, rpc, wait_until
 
 
 # ---------------------------------------------------------------- tools and tasks (no server needed)
@@ -77,7 +77,7 @@ def test_32_concurrent_sessions_replay_oracle_trajectories_to_correct_answers(se
         assert replay["after_done"]["type"] == "error" and replay["after_done"]["data"]["code"] == "EPISODE_DONE"
         assert replay["state"]["data"]["step_count"] == len(trajectory.calls)
         assert replay["state"]["data"]["done"] is True
-    assert active_sessions(server.url) == 0  # every connection's session ended with it
+    wait_until(lambda: active_sessions(server.url) == 0, what="every connection's session to end with it")
 
 
 def test_every_generation_of_a_group_gets_the_same_task(server):

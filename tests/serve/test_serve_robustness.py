@@ -124,9 +124,11 @@ sys.stdin.read()  # until killed
 
 def test_a_client_that_vanishes_mid_episode_frees_its_session(server, trajectories):
     trajectory = trajectories[7]
+    wait_until(lambda: active_sessions(server.url) == 0, what="earlier tests' sessions to end")
     with WsClient(server.url) as bystander:
         bystander.reset(task_id=trajectory.task_id)
         before = active_sessions(server.url)
+        assert before == 1
         child = subprocess.Popen([sys.executable, "-c", VANISHING_CLIENT, server.url, trajectory.task_id,
                                   trajectory.task["world_id"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:

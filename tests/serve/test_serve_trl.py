@@ -58,6 +58,7 @@ def test_grpo_trainer_runs_with_remote_environments(tiny_tokenizer, server, snap
     # no gold columns: the server grades with its own snapshot
     rows = [{"prompt": [{"role": "user", "content": "Answer with the tools."}], "task_id": t["task_id"]} for t in picked]
     created: list[RemoteFinQAEnv] = []
+    wait_until(lambda: active_sessions(server.url) == 0, what="earlier tests' sessions to end")
 
     def factory() -> RemoteFinQAEnv:
         env = RemoteFinQAEnv(server.url)
