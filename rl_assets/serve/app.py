@@ -4,6 +4,7 @@ Endpoints (as OpenEnv's server library defines them, plus what it lacks for trai
 
     GET  /health     {"status": "healthy", active/max sessions, snapshot hash, tasks served}
     GET  /metadata   name, description, version
+    GET  /openapi.json  the HTTP endpoints (OpenAPI 3.1), which `openenv validate --url` reads
     GET  /schema     JSON schemas of action, observation, state (and of the reset arguments)
     GET  /state      a session's state (?session_id=...), else an empty state
     GET  /tasks      the tasks served: task_id, split, question_type, source (filters: ?split=&question_type=&source=)
@@ -361,6 +362,9 @@ def create_app(config: ServerConfig) -> Starlette:
     async def schema(request: Request) -> JSONResponse:
         return JSONResponse(protocol.json_schemas())
 
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(protocol.openapi_document(package_metadata.version("finqa-rl")))
+
     async def state(request: Request) -> JSONResponse:
         session_id = request.query_params.get("session_id")
         if session_id is None:
@@ -411,7 +415,8 @@ def create_app(config: ServerConfig) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/health", health), Route("/metadata", metadata), Route("/schema", schema), Route("/state", state),
+            Route("/health", health), Route("/metadata", metadata), Route("/schema", schema),
+            Route("/openapi.json", openapi), Route("/state", state),
             Route("/tasks", tasks),
             Route("/reset", reset, methods=["POST"]), Route("/step", step, methods=["POST"]),
             Route("/mcp", mcp, methods=["POST"]),

@@ -137,3 +137,24 @@ def json_schemas() -> dict[str, Any]:
     }
     return {"action": {"oneOf": [call_tool, list_tools]}, "observation": observation, "state": state,
             "reset": reset}
+
+
+HTTP_ENDPOINTS = {  # path -> {method: summary}, for GET /openapi.json
+    "/health": {"get": "Health, sessions in use and their limit, snapshot hash, tasks served"},
+    "/metadata": {"get": "Name, description and version of the environment"},
+    "/schema": {"get": "JSON schemas of action, observation, state and reset arguments"},
+    "/tasks": {"get": "The tasks served (filters: split, question_type, source)"},
+    "/state": {"get": "A session's state (?session_id=...)"},
+    "/reset": {"post": "Start an episode: of a session (session_id) or a throwaway one"},
+    "/step": {"post": "One action in a session (session_id); list_tools needs none"},
+    "/mcp": {"post": "JSON-RPC 2.0: openenv/session/create, openenv/session/close, tools/list, tools/call"},
+}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """A minimal OpenAPI 3.1 description of the HTTP endpoints (the WebSockets /ws and /mcp are in docs/serving.md)."""
+    paths = {path: {method: {"summary": summary, "responses": {"200": {"description": "OK"}}}
+                    for method, summary in methods.items()}
+             for path, methods in HTTP_ENDPOINTS.items()}
+    return {"openapi": "3.1.0", "info": {"title": "FinQA environment (finqa-rl serve)", "version": version},
+            "paths": paths}

@@ -35,7 +35,12 @@ def client_runs(server, snapshot_dir, trajectories) -> dict[str, dict | str]:
         done = subprocess.run([str(python), str(REPLAY)], input=json.dumps({**job, "capacity_url": capacity_url}),
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{package} client failed:\n{done.stderr[-4000:]}"
-        return json.loads(done.stdout)
+        run = json.loads(done.stdout)
+        if package == "openenv":  # its command line checks a running server against OpenEnv's HTTP contract
+            validate = subprocess.run([str(python), "-m", "openenv.cli", "validate", "--url", server.url, "--json"],
+                                      capture_output=True, text=True, timeout=300)
+            run["validate"] = {"exit_status": validate.returncode, "report": json.loads(validate.stdout)}
+        return run
 
     with start_server(snapshot_dir, max_sessions=2) as first, start_server(snapshot_dir, max_sessions=2) as second:
         with ThreadPoolExecutor(len(CLIENTS)) as pool:
@@ -76,3 +81,12 @@ def test_32_concurrent_openenv_clients_replay_oracle_trajectories(package, clien
 def test_openenv_clients_see_capacity_reached_with_the_limit(package, client_runs):
     refused = client_run(client_runs, package)["refused"]
     assert refused is not None and "2 of 2 sessions" in refused, refused
+
+
+def test_openenv_validate_passes_against_the_server(client_runs):
+    validate = client_run(client_runs, "openenv")["validate"]
+    report = validate["report"]
+    failed = [c for c in report["criteria"] if not c["passed"]]
+    assert validate["exit_status"] == 0 and report["passed"] and not failed, failed
+    assert {c["id"] for c in report["criteria"]} >= {"health_endpoint", "metadata_endpoint", "schema_endpoint",
+                                                     "mcp_endpoint", "mode_endpoint_consistency"}
