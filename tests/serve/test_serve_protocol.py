@@ -189,16 +189,29 @@ def test_http_endpoints(server, trajectories, snapshot_dir):
     assert post(f"{server.url}/step", {"session_id": session_id, "action": {"type": "list_tools"}})[0] == 404
 
 
-def test_the_step_limit_ends_an_episode(snapshot_dir, trajectories):
+def test_a_training_server_serves_one_split_and_ends_episodes_at_the_step_limit(snapshot_dir, trajectories):
     from rl_assets.serve.process import start_server
 
-    with start_server(snapshot_dir, max_sessions=2, max_steps=3) as small, WsClient(small.url) as client:
-        company = trajectories[0].task["world_id"]
-        client.reset(task_id=trajectories[0].task_id)
-        replies = [client.call("get_descriptions", company_name=company) for _ in range(2)]
-        replies.append(client.call("no_such_tool"))  # an invalid call counts as a step too
-        assert [r["data"]["done"] for r in replies] == [False, False, True]
-        final = replies[-1]["data"]
-        assert final["reward"] == 0.0 and final["metadata"]["stop_reason"] == "step_limit"
-        assert final["metadata"]["report"]["rubric"]["answered"] is False
-        assert client.call("submit_answer", answer="1")["data"]["code"] == "EPISODE_DONE"
+    train = next(t for t in trajectories if t.task["split"] == "train")
+    held_out = next(t for t in trajectories if t.task["split"] != "train")
+    with start_server(snapshot_dir, max_sessions=2, max_steps=3, splits=["train"]) as small:
+        assert list(get_json(f"{small.url}/health")["splits"]) == ["train"]
+        with WsClient(small.url) as client:
+            refused = client.reset(task_id=held_out.task_id)
+            assert refused["data"]["code"] == "VALIDATION_ERROR" and "unknown task_id" in refused["data"]["message"]
+            company = train.task["world_id"]
+            client.reset(task_id=train.task_id)
+            replies = [client.call("get_descriptions", company_name=company) for _ in range(2)]
+            replies.append(client.call("no_such_tool"))  # an invalid call counts as a step too
+            assert [r["data"]["done"] for r in replies] == [False, False, True]
+            final = replies[-1]["data"]
+            assert final["reward"] == 0.0 and final["metadata"]["stop_reason"] == "step_limit"
+            assert final["metadata"]["report"]["rubric"]["answered"] is False
+            assert client.call("submit_answer", answer="1")["data"]["code"] == "EPISODE_DONE"
+
+
+def test_serve_refuses_a_directory_that_is_not_a_snapshot(tmp_path):
+    from rl_assets.serve.process import start_server
+
+    with pytest.raises(RuntimeError, match="not a snapshot directory"):
+        start_server(tmp_path, startup_timeout_s=60)
