@@ -21,7 +21,11 @@ def serve(config: ServerConfig) -> None:
         port=config.port,
         log_level=config.log_level,
         access_log=False,
-        ws_max_size=config.max_message_bytes,  # a larger frame closes that connection with 1009 (message too big)
+        # the websockets implementation pings every 20 s, so a peer that vanished without closing is noticed
+        # within ~40 s (uvicorn's sans-io one does not ping); a frame over the limit closes that connection
+        # with 1009 (message too big), its session ending when the close handshake times out (10 s)
+        ws="websockets",
+        ws_max_size=config.max_message_bytes,
         ws_per_message_deflate=False,  # tool outputs are small; compression costs more CPU than it saves on loopback
         lifespan="on",
     )).run()
