@@ -145,6 +145,7 @@ class FinQAEnv:
         description_chars: int = DESCRIPTION_CHARS,
         splits: Iterable[str] | None = None,
         scope_to_task_company: bool = True,
+        grading_mode: str = "strict",
     ):
         """
         Args:
@@ -159,10 +160,15 @@ class FinQAEnv:
                 task of another split raises ValueError. None accepts every split.
             scope_to_task_company: the tools answer only for the episode's company (the task's world_id);
                 any other company is an error (kind "other_company"). False opens the whole world.
+            grading_mode: "strict" (default: what an answer states must agree with the gold) or "reference"
+                (the OpenEnv FinQA reward rule, to compare with published scores); see rl_assets.grading.
         """
+        if grading_mode not in grading.GRADING_MODES:
+            raise ValueError(f"grading_mode must be one of {grading.GRADING_MODES}, not {grading_mode!r}")
         self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
         self._limits = limits
         self._rel_tol = rel_tol
+        self._grading_mode = grading_mode
         self._description_chars = description_chars
         self._splits = frozenset(splits) if splits is not None else None
         self._scope_to_task_company = scope_to_task_company
@@ -204,13 +210,15 @@ class FinQAEnv:
 
     @property
     def report(self) -> dict[str, Any]:
-        """Telemetry and behaviour rubric of the current episode (JSON-serialisable)."""
+        """Telemetry and behaviour rubric of the current episode (JSON-serialisable): task_id, snapshot_hash,
+        reward, grading_mode, rubric, tool_calls."""
         grade = self._grade_answer()
         rubric = behaviour_rubric(self._calls, self._submitted, grade.correct, grade.reason)
         return {
             "task_id": self._task.get("task_id"),
             "snapshot_hash": self._world.snapshot_hash,
             "reward": 1.0 if grade.correct else 0.0,
+            "grading_mode": self._grading_mode,
             "rubric": rubric.asdict(),
             "tool_calls": [c.asdict() for c in self._calls],
         }
@@ -420,6 +428,7 @@ class FinQAEnv:
                     gold_unit=_text_or(self._task.get("gold_unit"), "number"),
                     gold_scale=_text_or(self._task.get("gold_scale"), None),
                     rel_tol=self._rel_tol,
+                    mode=self._grading_mode,
                 )
         return self._grade
 

@@ -230,3 +230,28 @@ def test_read_tasks_filters_and_leaves_out_unsolved_tasks(snapshot_dir, tasks, t
     manifest["oracle"] = {"unsolved": [{"task_id": expected[0], "reason": "query_failed"}]}
     (copy / MANIFEST).write_text(json.dumps(manifest))
     assert [t["task_id"] for t in read_tasks(copy, splits=["train"], question_types=["single_table"])] == expected[1:]
+
+
+def test_grading_mode_reference_applies_the_reference_rule(snapshot_dir, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="pct_change")
+    bare_percent = f"{task['gold_value']:.4f}"  # strict: a bare number may be the percent; reference: only the fraction
+    rewards = {}
+    for mode in ("strict", "reference"):
+        env = FinQAEnv(snapshot=snapshot_dir, grading_mode=mode)
+        env.reset(**task)
+        env.submit_answer(bare_percent)
+        rewards[mode] = env.get_reward()
+        assert env.report["grading_mode"] == mode
+    assert rewards == {"strict": 1.0, "reference": 0.0}
+    with pytest.raises(ValueError, match="grading_mode"):
+        FinQAEnv(snapshot=snapshot_dir, grading_mode="lenient")
+
+
+def test_an_answer_in_the_wrong_scale_scores_zero(env, tasks):
+    task = next(t for t in tasks if t["gold_unit"] == "number" and t["gold_scale"] == "million" and t["gold_value"])
+    gold = task["gold_value"]
+    for answer, reward in ((f"{gold:.6g}", 1.0), (f"{gold:.6g} million", 1.0), (f"{gold * 1e6:.8g}", 1.0),
+                           (f"{gold:.6g} trillion", 0.0), (f"{gold:.6g}%", 0.0)):
+        env.reset(**task)
+        env.submit_answer(answer)
+        assert env.get_reward() == reward, answer
