@@ -35,7 +35,8 @@ import duckdb
 
 from rl_assets import calculator as calc
 from rl_assets import grading, sandbox
-from rl_assets.snapshot import WORLD_DB, latest_snapshot, read_manifest
+from rl_assets.snapshot import WORLD_DB, latest_snapshot, read_manifest, snapshots_root
+from rl_assets.snapshot import require_published as check_published
 from rl_assets.telemetry import ToolCall, behaviour_rubric
 
 DESCRIPTION_CHARS = 160  # per table in get_descriptions
@@ -128,9 +129,19 @@ def load_world(snapshot: str | os.PathLike, limits: sandbox.SandboxLimits = sand
         return _WORLDS[key]
 
 
+def close_world(snapshot: str | os.PathLike) -> None:
+    """Forget the World of a snapshot in this process and close its connection (environments still using it
+    break): for a staged snapshot after its oracle check, before it is renamed or deleted."""
+    path = str(Path(snapshot).resolve())
+    with _WORLDS_LOCK:
+        for key in [k for k in _WORLDS if k[0] == path]:
+            _WORLDS.pop(key).con.close()
+
+
 def default_snapshot() -> Path:
-    """The newest snapshot under $FINQA_RL_SNAPSHOTS_DIR (default: data/snapshots)."""
-    return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", "data/snapshots"))
+    """The newest *published* snapshot (one that passed its oracle check) under $FINQA_RL_SNAPSHOTS_DIR, else
+    under <repository>/data/snapshots; the same from any current directory."""
+    return latest_snapshot(snapshots_root())
 
 
 class FinQAEnv:
@@ -146,10 +157,11 @@ class FinQAEnv:
         splits: Iterable[str] | None = None,
         scope_to_task_company: bool = True,
         grading_mode: str = "strict",
+        require_published: bool = True,
     ):
         """
         Args:
-            snapshot: snapshot directory (default: the newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots).
+            snapshot: a published snapshot directory (default: default_snapshot(), the newest published one).
             limits: sandbox limits for sql_query (rows, characters, time; memory per process and snapshot).
             rel_tol: relative tolerance of the grader.
             cache_results: memoise sql_query results (the world is read-only).
@@ -162,10 +174,16 @@ class FinQAEnv:
                 any other company is an error (kind "other_company"). False opens the whole world.
             grading_mode: "strict" (default: what an answer states must agree with the gold) or "reference"
                 (the OpenEnv FinQA reward rule, to compare with published scores); see rl_assets.grading.
+            require_published: refuse a snapshot that has not passed its oracle check (UnpublishedSnapshotError).
+                Only the oracle check itself, which runs before publication, sets it to False.
         """
         if grading_mode not in grading.GRADING_MODES:
             raise ValueError(f"grading_mode must be one of {grading.GRADING_MODES}, not {grading_mode!r}")
-        self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
+        if snapshot is None:
+            snapshot = default_snapshot()
+        elif require_published:
+            check_published(snapshot)
+        self._world = load_world(snapshot, limits)
         self._limits = limits
         self._rel_tol = rel_tol
         self._grading_mode = grading_mode

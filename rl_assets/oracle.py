@@ -6,6 +6,10 @@ TAT-QA derivation, or the FinQA program step by step) and submits it. A task the
 is a curation bug (a gold spec that does not match the world), reported with its reason.
 
 `evaluate_oracle(snapshot)` runs it over every task and reports the pass rate per task set.
+`check_and_publish(staged)` is a snapshot's blocking check: it publishes a staged snapshot
+(rl_assets.snapshot) only when every task set passes at >= MIN_PASS_RATE, with the result (and the
+tasks it could not solve, with reasons) in the manifest; otherwise it deletes the staged copy and raises
+SnapshotCheckFailed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from typing import Any, Callable, Iterable
 import duckdb
 
 from rl_assets import grading, programs
-from rl_assets.env import FinQAEnv
+from rl_assets.env import FinQAEnv, close_world
+from rl_assets.snapshot import Snapshot, discard_staged, is_published, publish_snapshot
+from rl_assets.versioning import code_version, module_closure
 
 TASK_SETS = ("single_table", "multi_table")
+MIN_PASS_RATE = 0.98  # per task set, for a snapshot to be published
 
 
 class OracleFailure(Exception):
@@ -158,6 +165,63 @@ class OracleReport:
     def passed(self, min_rate: float) -> bool:
         return all(s["pass_rate"] >= min_rate for s in self.task_sets.values() if s["tasks"])
 
+    def manifest_record(self, min_pass_rate: float, checked_code_version: str) -> dict[str, Any]:
+        """The check result as a snapshot manifest records it (`oracle`)."""
+        tasks = sum(s["tasks"] for s in self.task_sets.values())
+        return {
+            "passed": self.passed(min_pass_rate),
+            "min_pass_rate": min_pass_rate,
+            "task_sets": self.task_sets,
+            "by_source": self.by_source,
+            "solved": tasks - len(self.failures),
+            "unsolved_count": len(self.failures),
+            "unsolved": [{"task_id": f["task_id"], "reason": f["reason"], "detail": f["detail"]} for f in self.failures],
+            "code_version": checked_code_version,
+        }
+
+
+class SnapshotCheckFailed(Exception):
+    """A snapshot's oracle check did not pass: a staged snapshot was deleted, never published."""
+
+    def __init__(self, snapshot: Snapshot, report: OracleReport, record: dict[str, Any]):
+        rates = ", ".join(f"{name} {s['pass_rate']:.4f} ({s['passed']}/{s['tasks']})" for name, s in report.task_sets.items())
+        reasons = Counter(f["reason"] for f in report.failures).most_common(5)
+        state = ("it stays published (published snapshots are immutable): fix the code or the data"
+                 if snapshot.published else "it was not published and its staged copy was deleted")
+        super().__init__(
+            f"snapshot {snapshot.hash} fails its oracle check (pass rate per task set: {rates}; "
+            f"required >= {record['min_pass_rate']}); most common reasons: {reasons}; {state}"
+        )
+        self.snapshot = snapshot
+        self.report = report
+        self.record = record
+
+
+def snapshot_code_version() -> str:
+    """Code version of everything that writes and checks a snapshot (snapshot, oracle and what they use)."""
+    return code_version(*module_closure("rl_assets.snapshot", "rl_assets.oracle"))
+
+
+def check_and_publish(
+    snapshot: Snapshot,
+    min_pass_rate: float = MIN_PASS_RATE,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Snapshot, OracleReport, dict[str, Any]]:
+    """Run the oracle on a staged snapshot and publish it when it passes: (published snapshot, report, record).
+
+    An already published snapshot (same content exported again) is checked again under the current code
+    and returned as it is. Raises SnapshotCheckFailed when a task set falls below `min_pass_rate`.
+    """
+    report = evaluate_oracle(snapshot.path, progress=progress)
+    record = report.manifest_record(min_pass_rate, snapshot_code_version())
+    if not record["passed"]:
+        if not snapshot.published:
+            discard_staged(snapshot)
+        raise SnapshotCheckFailed(snapshot, report, record)
+    if snapshot.published:
+        return snapshot, report, record
+    return publish_snapshot(snapshot, record), report, record
+
 
 def load_tasks(snapshot: str | Path) -> list[dict[str, Any]]:
     """Every task of the snapshot (the oracle check itself must see the ones it cannot solve)."""
@@ -173,8 +237,11 @@ def evaluate_oracle(
     progress: Callable[[str], None] | None = None,
     progress_every: int = 1000,
 ) -> OracleReport:
-    """Run the oracle on every task (default: all tasks of the snapshot); `progress` gets a line every N tasks."""
-    env = FinQAEnv(snapshot=snapshot)
+    """Run the oracle on every task (default: all tasks of the snapshot); `progress` gets a line every N tasks.
+
+    Works on a staged snapshot too (the check runs before publication)."""
+    published = is_published(snapshot)
+    env = FinQAEnv(snapshot=snapshot, require_published=False)
     totals: dict[str, Counter] = defaultdict(Counter)
     sources: dict[str, Counter] = defaultdict(Counter)
     report = OracleReport()
@@ -198,4 +265,6 @@ def evaluate_oracle(
                                   "pass_rate": c["passed"] / c["tasks"] if c["tasks"] else 1.0}
     for name, c in sorted(sources.items()):
         report.by_source[name] = {"tasks": c["tasks"], "passed": c["passed"], "pass_rate": c["passed"] / c["tasks"]}
+    if not published:
+        close_world(snapshot)  # a staged directory is renamed or deleted next
     return report

@@ -58,6 +58,12 @@ def run_main_job():
 
 
 @pytest.fixture(scope="session")
+def rebuilt(run_main_job, tmp_path_factory) -> PipelineRun:
+    """A second, independent run of the main job (its own warehouse, snapshots and instance)."""
+    return run_main_job(tmp_path_factory.mktemp("rebuilt"))
+
+
+@pytest.fixture(scope="session")
 def marts(pipeline):
     """Read-only connection to the pipeline's warehouse."""
     import duckdb
@@ -69,7 +75,7 @@ def marts(pipeline):
 
 @pytest.fixture(scope="session")
 def snapshot_dir(pipeline) -> Path:
-    """The environment snapshot the main job exported."""
+    """The environment snapshot the main job exported and published."""
     from rl_assets.snapshot import latest_snapshot
 
     return latest_snapshot(pipeline.snapshots_root)

@@ -224,10 +224,10 @@ def test_read_tasks_filters_and_leaves_out_unsolved_tasks(snapshot_dir, tasks, t
     train_single = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])
     expected = [t["task_id"] for t in tasks if t["split"] == "train" and t["question_type"] == "single_table"]
     assert [t["task_id"] for t in train_single] == expected and expected
-    copy = tmp_path / "snap"
+    copy = tmp_path / snapshot_dir.name
     shutil.copytree(snapshot_dir, copy)
     manifest = read_manifest(copy)
-    manifest["oracle"] = {"unsolved": [{"task_id": expected[0], "reason": "query_failed"}]}
+    manifest["oracle"]["unsolved"] = [{"task_id": expected[0], "reason": "query_failed"}]
     (copy / MANIFEST).write_text(json.dumps(manifest))
     assert [t["task_id"] for t in read_tasks(copy, splits=["train"], question_types=["single_table"])] == expected[1:]
 
