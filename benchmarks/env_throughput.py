@@ -59,10 +59,12 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
 
 import duckdb  # noqa: E402
 
-from rl_assets import sandbox, simple_select  # noqa: E402
-from rl_assets.env import FinQAEnv, load_world  # noqa: E402
+from rl_assets import sandbox  # noqa: E402
+from rl_assets.sandbox import simple_select  # noqa: E402
+from rl_assets.env import FinQAEnv, default_snapshot, load_world  # noqa: E402
 from rl_assets.oracle import load_tasks, operand_query  # noqa: E402
-from rl_assets.snapshot import latest_snapshot, read_manifest  # noqa: E402
+from rl_assets.snapshot import read_manifest  # noqa: E402
+from rl_assets.telemetry import ToolCall  # noqa: E402
 
 TOOLS = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
 TOOL_LABELS = {"sql_query": "sql_query (cold)", "sql_query_cached": "sql_query (GRPO-like, cached)"}
@@ -424,7 +426,7 @@ def verify(workload: Workload, raw_dir: Path, snapshot: Path, reference: bool) -
     empty = 0
     ref_mismatches: list[dict[str, Any]] = []
     ref_mismatches_text = 0  # still different after str() of the reference's (type-inferred) values
-    world = env._world
+    world = load_world(snapshot)
     fast_path = sum(
         simple_select.recognise(it.query, it.world_id, it.table, world.tables[it.world_id][it.table].columns,
                                   sandbox.SandboxLimits().max_rows + 1) is not None
@@ -491,7 +493,7 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
     stats.sort_stats("tottime").print_stats(20)
 
     phases: dict[str, Any] = {}
-    try:  # private helpers of rl_assets.sandbox: best effort, skipped if they change
+    try:  # the phases of rl_assets.sandbox.run_query through its public functions
         import sqlglot
 
         world = load_world(snapshot)
@@ -517,7 +519,7 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
 
         def cold(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             def call(it: Any) -> Any:
-                sandbox._validate_cached.cache_clear()  # untimed would be nicer; it costs < 1 µs
+                sandbox.clear_validation_cache()  # untimed would be nicer; it costs < 1 µs
                 return fn(it)
             return call
 
@@ -527,24 +529,22 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
         timed("  simple_select.recognise (fast path: DuckDB tokenizer + token checks)",
               lambda it: simple_select.recognise(it.query, it.world_id, it.table, cols[it], limits.max_rows + 1))
         timed("  (for comparison) full sqlglot validation + rewrite + SQL generation",
-              lambda it: sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it], fast_path=False))
+              lambda it: sandbox.validate(it.query, it.world_id, it.table, limits, cols[it], fast_path=False))
         timed("    sqlglot.parse (duckdb dialect)", lambda it: sqlglot.parse(it.query, read="duckdb"))
-        sqls = [sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it])[0] for it in items]
-        timed("  _execute (cursor + watchdog + execute + fetch + render)", lambda sql: sandbox._execute(world.con, sql, limits, {}), sqls)
+        sqls = [sandbox.validate(it.query, it.world_id, it.table, limits, cols[it]).sql for it in items]
+        timed("  sandbox.execute (cursor + watchdog + execute + fetch + render)", lambda sql: sandbox.execute(world.con, sql, limits), sqls)
         cur = world.con.cursor()
         results = timed("    DuckDB execute + description + fetchall (reused cursor)",
                         lambda q: ([d[0] for d in cur.execute(q).description], cur.fetchall()), sqls)
         timed("    (floor) DuckDB `SELECT 1` (reused cursor)", lambda _it: cur.execute("SELECT 1").fetchall())
         cur.close()
-        timed("    _render (JSON)", lambda r: sandbox._render(r[0], r[1], limits), results)
+        timed("    sandbox.render (JSON)", lambda r: sandbox.render(r[0], r[1], limits), results)
 
-        def bookkeeping(it: SqlItem) -> None:
-            if len(env._calls) > EPISODE_CALLS:
-                env._calls.clear()
-            env._call("sql_query", {"company_name": it.world_id, "table_name": it.table, "query": it.query},
-                      lambda **kw: ("", None, 0))
+        def bookkeeping(it: SqlItem) -> ToolCall:
+            return ToolCall(step=0, tool="sql_query", ok=True, error_kind=None, latency_ms=0.0, rows=1, chars=10,
+                            arguments={"company_name": it.world_id, "table_name": it.table, "query": it.query})
 
-        timed("  env._call bookkeeping (ToolCall record)", bookkeeping)
+        timed("  telemetry bookkeeping (one ToolCall record)", bookkeeping)
     except Exception as e:  # noqa: BLE001
         phases["error"] = f"{type(e).__name__}: {e}"  # type: ignore[assignment]
     return {"calls": len(items), "cprofile": buf.getvalue(), "phases_us": phases}
@@ -573,7 +573,7 @@ def _break_even_hit_rate(results: dict[str, dict[int, Measurement]], cache_stats
 # ----------------------------------------------------------------------------- main
 def default_snapshot_dir() -> Path | None:
     try:
-        return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", str(REPO_ROOT / "data" / "snapshots")))
+        return default_snapshot()
     except FileNotFoundError:
         return None
 
@@ -601,7 +601,7 @@ def machine_info() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--snapshot", type=Path, default=None,
-                    help="snapshot directory (default: newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots)")
+                    help="snapshot directory (default: the newest published one under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots)")
     ap.add_argument("--raw-dir", type=Path, default=REPO_ROOT / "data" / "raw",
                     help="raw data root holding sec10k_tables/ (default: data/raw)")
     ap.add_argument("--calls", type=int, default=2000, help="measured calls per tool and phase (default 2000)")
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in thread_counts:
             # cold sql_query: no result cache, empty validation memo, every query distinct;
             # sql_query_cached: the environment's default result cache, emptied first, GRPO-like workload
-            sandbox._validate_cached.cache_clear()
+            sandbox.clear_validation_cache()
             world.result_cache.clear()
             make = (lambda i: new_env(i, cache=False)) if tool == "sql_query" else new_env
             warmup = 0 if tool.startswith("sql_query") else max(args.warmup // n, 1)
@@ -679,8 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ceiling of any DuckDB-backed sql_query on this machine: the SQL the environment would run, already
     # validated, executed and fetched on a reused cursor per thread -- no validation, rendering or env.
     limits = sandbox.SandboxLimits()
-    validated_sql = [sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits,
-                                                   world.tables[it.world_id][it.table].columns)[0]
+    validated_sql = [sandbox.validate(it.query, it.world_id, it.table, limits,
+                                      world.tables[it.world_id][it.table].columns).sql
                      for it in workload.sql]
     duck_ops = [lambda cur, q=q: cur.execute(q).fetchall() for q in validated_sql]
     duckdb_only: dict[int, Measurement] = {}
@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         w(f"\nBreak-even (1 thread, from the two measured workloads): sql_query reaches {SPEEDUP_TARGET:g}× the pandas "
           f"reference once {break_even:.0%} of the queries repeat one already answered.")
     w("\n")
-    w(f"\nFast path (rl_assets.simple_select): {verification['fast_path_queries']} of {verification['distinct_queries']} "
+    w(f"\nFast path (rl_assets.sandbox.simple_select): {verification['fast_path_queries']} of {verification['distinct_queries']} "
       "distinct workload queries recognised without sqlglot.\n")
     w(f"\nVerification: {verification['distinct_queries']} distinct queries run through both paths — "
       f"{verification['mismatches']} cell-text mismatches, {verification['env_errors']} env errors, "
