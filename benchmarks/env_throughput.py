@@ -26,8 +26,10 @@ operands of sec10k tasks (the only source whose raw tables exist as JSON files);
 operands / expressions / answers of all tasks.
 
 Timing: time.perf_counter_ns() around each tool call (latency); calls/s = calls / wall time of the
-measured phase (includes the harness loop and, every EPISODE_CALLS calls and before every
-submit_answer, an untimed env.reset()). Every phase is warmed up first. With several threads,
+measured phase (includes the harness loop and an untimed env.reset() every EPISODE_CALLS calls, before
+every submit_answer, and whenever a call is about another company than the episode's: the tools answer
+only for the episode's company). A phase in which any call returns an error stops the benchmark: it
+would be measuring error messages. Every phase is warmed up first. With several threads,
 each thread runs calls/threads calls and the wall time spans first start to last finish.
 
 Targets (spec): sql_query p50 < 1 ms and >= 20x the baseline's throughput. PASS/FAIL is printed;
@@ -319,13 +321,23 @@ def percentile(values: list[int], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-# An op is (call, before): `call(ctx)` is timed and returns the tool's text; `before(ctx)` (may be None)
+# An op is (call, before): `call(ctx)` is timed and returns the tool's text; `before(ctx, j, op)` (may be None)
 # runs untimed before it. ctx is the thread's FinQAEnv (or None for the baseline).
 Op = Callable[[Any], Any]
 
 
+@dataclass(frozen=True)
+class CompanyOp:
+    """A tool call about one company: the environment answers only in an episode of that company."""
+    company: str
+    call: Callable[[Any], Any]
+
+    def __call__(self, env: Any) -> Any:
+        return self.call(env)
+
+
 def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list[Op],
-              before: Callable[[Any, int], None] | None, warmup: int,
+              before: Callable[[Any, int, Any], None] | None, warmup: int,
               is_error: Callable[[Any], bool]) -> Measurement:
     """Run `ops` split over `threads` threads (thread i: ops[i::threads]), each with its own context."""
     shares = [ops[i::threads] for i in range(threads)]
@@ -339,10 +351,8 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
             share = shares[i]
             for j, op in enumerate(share[:warmup] if warmup > 0 else []):  # warm-up on the thread's own ops
                 if before is not None:
-                    before(ctx, j)
+                    before(ctx, j, op)
                 op(ctx)
-            if before is not None:
-                before(ctx, -1)
             lat: list[int] = []
             errors = 0
             clock = time.perf_counter_ns
@@ -350,7 +360,7 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
             start = clock()
             for j, op in enumerate(share):
                 if before is not None:
-                    before(ctx, j)
+                    before(ctx, j, op)
                 t0 = clock()
                 out = op(ctx)
                 lat.append(clock() - t0)
@@ -380,13 +390,15 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
 
 def env_ops(workload: Workload, tool: str) -> list[Op]:
     if tool == "get_descriptions":
-        return [lambda env, c=c: env.get_descriptions(c) for c in workload.descriptions]
+        return [CompanyOp(c, lambda env, c=c: env.get_descriptions(c)) for c in workload.descriptions]
     if tool == "get_table_info":
-        return [lambda env, c=c, t=t: env.get_table_info(c, t) for c, t in workload.table_infos]
+        return [CompanyOp(c, lambda env, c=c, t=t: env.get_table_info(c, t)) for c, t in workload.table_infos]
     if tool == "sql_query":
-        return [lambda env, it=it: env.sql_query(it.world_id, it.table, it.query) for it in workload.sql]
+        return [CompanyOp(it.world_id, lambda env, it=it: env.sql_query(it.world_id, it.table, it.query))
+                for it in workload.sql]
     if tool == "sql_query_cached":
-        return [lambda env, it=it: env.sql_query(it.world_id, it.table, it.query) for it in workload.sql_grpo]
+        return [CompanyOp(it.world_id, lambda env, it=it: env.sql_query(it.world_id, it.table, it.query))
+                for it in workload.sql_grpo]
     if tool == "calculator":
         return [lambda env, e=e: env.calculator(e) for e in workload.expressions]
     if tool == "submit_answer":
@@ -394,11 +406,27 @@ def env_ops(workload: Workload, tool: str) -> list[Op]:
     raise ValueError(tool)
 
 
-def env_before(workload: Workload, tool: str) -> Callable[[Any, int], None]:
+def env_before(workload: Workload, tool: str) -> Callable[[Any, int, Any], None]:
+    """Untimed env.reset(): a new episode every EPISODE_CALLS calls, and whenever a call is about another
+    company than the episode's (the tools answer only for the episode's company)."""
     tasks = workload.tasks
     if tool == "submit_answer":  # only the first submission of an episode counts: a new episode per call
-        return lambda env, j: env.reset(**tasks[j % len(tasks)])
-    return lambda env, j: env.reset(**tasks[j % len(tasks)]) if j % EPISODE_CALLS == 0 else None
+        return lambda env, j, _op: env.reset(**tasks[j % len(tasks)])
+    task_of: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        task_of.setdefault(t["world_id"], t)
+    episode_company: dict[int, str] = {}  # id(env) -> company of its current episode
+
+    def before(env: Any, j: int, op: Any) -> None:
+        company = getattr(op, "company", None)
+        if company is not None and episode_company.get(id(env)) != company:
+            env.reset(**task_of[company])
+            episode_company[id(env)] = company
+        elif j % EPISODE_CALLS == 0:
+            task = task_of[company] if company is not None else tasks[j % len(tasks)]
+            env.reset(**task)
+            episode_company[id(env)] = task["world_id"]
+    return before
 
 
 def is_env_error(text: Any) -> bool:
@@ -478,15 +506,17 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
     """cProfile n sql_query calls, and time each phase of sandbox.run_query separately (mean µs/call)."""
     env = FinQAEnv(snapshot=snapshot)
     items = workload.sql[:n] if len(workload.sql) >= n else (workload.sql * (n // len(workload.sql) + 1))[:n]
-    for it in items[:100]:
-        env.sql_query(it.world_id, it.table, it.query)
+    ops = env_ops(Workload(workload.tasks, [], [], items, [], []), "sql_query")
+    before = env_before(workload, "sql_query")  # an episode of each call's company (untimed)
+    for j, op in enumerate(ops[:100]):
+        before(env, j, op)
+        op(env)
     prof = cProfile.Profile()
-    prof.enable()
-    for j, it in enumerate(items):
-        if j % EPISODE_CALLS == 0:
-            env.reset(**workload.tasks[0])
-        env.sql_query(it.world_id, it.table, it.query)
-    prof.disable()
+    for j, op in enumerate(ops):
+        before(env, j, op)
+        prof.enable()
+        op(env)
+        prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
     stats.sort_stats("cumulative").print_stats(30)
@@ -505,9 +535,12 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
             phases[label] = {"median_us": round(percentile(lat, 50) / 1e3, 1),
                              "mean_us": round(sum(lat) / len(lat) / 1e3, 1)}
 
-        def timed(label: str, fn: Callable[[Any], Any], args: list[Any] | None = None) -> list[Any]:
+        def timed(label: str, fn: Callable[[Any], Any], args: list[Any] | None = None,
+                  untimed: Callable[[int, Any], None] | None = None) -> list[Any]:
             out, lat = [], []
-            for a in (items if args is None else args):
+            for j, a in enumerate(items if args is None else args):
+                if untimed is not None:
+                    untimed(j, a)
                 t0 = clock()
                 out.append(fn(a))
                 lat.append(clock() - t0)
@@ -515,7 +548,6 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
             return out
 
         cold_env = FinQAEnv(snapshot=snapshot, cache_results=False)
-        cold_env.reset(**workload.tasks[0])
 
         def cold(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             def call(it: Any) -> Any:
@@ -524,7 +556,8 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
             return call
 
         timed("env.sql_query (whole tool call; no result cache, validation memo emptied)",
-              cold(lambda it: cold_env.sql_query(it.world_id, it.table, it.query)))
+              cold(lambda it: cold_env.sql_query(it.world_id, it.table, it.query)),
+              untimed=lambda j, it: before(cold_env, j, CompanyOp(it.world_id, lambda _env: None)))
         timed("sandbox.run_query", cold(lambda it: sandbox.run_query(world.con, it.world_id, it.table, it.query, limits, cols[it])))
         timed("  simple_select.recognise (fast path: DuckDB tokenizer + token checks)",
               lambda it: simple_select.recognise(it.query, it.world_id, it.table, cols[it], limits.max_rows + 1))
@@ -595,6 +628,7 @@ def machine_info() -> dict[str, Any]:
         "duckdb": duckdb.__version__,
         "sqlglot": getattr(sqlglot, "__version__", "?"),
         "sqlite": sqlite3.sqlite_version,
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -660,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
             make = (lambda i: new_env(i, cache=False)) if tool == "sql_query" else new_env
             warmup = 0 if tool.startswith("sql_query") else max(args.warmup // n, 1)
             m = run_phase(tool, n, make, ops, before, warmup, is_env_error)
+            if m.errors:  # every workload call is valid: errors mean the harness measured error messages
+                raise SystemExit(f"{tool} x{n}: {m.errors} of {m.calls} calls returned an error; measurement invalid")
             if tool == "sql_query_cached":
                 c = world.result_cache
                 cache_stats[n] = {"hits": c.hits, "misses": c.misses, "hit_rate": round(c.hits / max(1, c.hits + c.misses), 4)}
