@@ -65,10 +65,21 @@ def test_snapshot_materialisation_records_derived_lineage_and_the_check(pipeline
     assert is_published(snapshot_dir) and manifest["published_at"]
 
 
-def test_staging_then_publication_is_idempotent_and_never_modifies_a_published_snapshot(pipeline, snapshot_dir, tmp_path):
+@pytest.fixture(scope="module")
+def small_warehouse(pipeline, tmp_path_factory) -> Path:
+    """A copy of the warehouse cut to two companies (~240 tasks): quick to export and check."""
+    copy = tmp_path_factory.mktemp("small") / "w.duckdb"
+    shutil.copy(pipeline.warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        for mart in ("tasks", "world_tables", "world_cells"):
+            con.execute(f"delete from marts.{mart} where world_id not in ('gm', 'fedex')")
+    return copy
+
+
+def test_staging_then_publication_is_idempotent_and_never_modifies_a_published_snapshot(small_warehouse, tmp_path):
     root = tmp_path / "snaps"
-    staged = stage_snapshot(pipeline.warehouse, root)
-    assert staged.hash == snapshot_dir.name and not staged.published
+    staged = stage_snapshot(small_warehouse, root)
+    assert not staged.published
     assert staged.path.parent == root / STAGING
     with pytest.raises(FileNotFoundError, match="no published snapshot"):
         latest_snapshot(root)  # staged is not visible
@@ -78,7 +89,7 @@ def test_staging_then_publication_is_idempotent_and_never_modifies_a_published_s
     assert report.task_sets == record["task_sets"]
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in published.path.iterdir()}
 
-    again = stage_snapshot(pipeline.warehouse, root)  # unchanged marts: the published one, untouched
+    again = stage_snapshot(small_warehouse, root)  # unchanged marts: the published one, untouched
     assert again.published and not again.created and again.path == published.path
     checked, _, _ = check_and_publish(again)
     assert checked.path == published.path
@@ -125,12 +136,9 @@ def test_source_versions_are_those_the_exported_marts_were_built_from(rebuilt, t
     assert {k: sources[k] for k in RAW_KEYS} == built_from
 
 
-def test_changed_marts_give_a_new_snapshot(pipeline, tmp_path):
+def test_changed_marts_give_a_new_snapshot(small_warehouse, tmp_path):
     copy = tmp_path / "w.duckdb"
-    shutil.copy(pipeline.warehouse, copy)
-    with duckdb.connect(str(copy)) as con:  # one company is enough (and quick to export)
-        for mart in ("tasks", "world_tables", "world_cells"):
-            con.execute(f"delete from marts.{mart} where world_id <> 'gm'")
+    shutil.copy(small_warehouse, copy)
     before = stage_snapshot(copy, tmp_path / "snaps")
     with duckdb.connect(str(copy)) as con:
         con.execute("update marts.tasks set question = question || ' ' where task_id = (select min(task_id) from marts.tasks)")
@@ -140,16 +148,12 @@ def test_changed_marts_give_a_new_snapshot(pipeline, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def corrupted_warehouse(pipeline, tmp_path_factory) -> Path:
-    """A copy of the warehouse cut to two companies (~240 tasks, small world), a tenth of the tasks with a
-    wrong gold value: the oracle solves ~90%, below the 98% a snapshot needs."""
+def corrupted_warehouse(small_warehouse, tmp_path_factory) -> Path:
+    """The small warehouse with a tenth of the tasks given a wrong gold value: the oracle solves ~90%,
+    below the 98% a snapshot needs."""
     copy = tmp_path_factory.mktemp("corrupted") / "w.duckdb"
-    shutil.copy(pipeline.warehouse, copy)
+    shutil.copy(small_warehouse, copy)
     with duckdb.connect(str(copy)) as con:
-        kept = "('gm', 'fedex')"
-        con.execute(f"delete from marts.tasks where world_id not in {kept}")
-        con.execute(f"delete from marts.world_tables where world_id not in {kept}")
-        con.execute(f"delete from marts.world_cells where world_id not in {kept}")
         con.execute("update marts.tasks set gold_value = gold_value * 3 + 1 where hash(task_id) % 10 = 0")
     return copy
 
