@@ -51,10 +51,13 @@ def test_snapshot_materialisation_records_derived_lineage_and_the_check(pipeline
               if k.startswith("dagster/input_data_version/")}
     assert manifest["upstream_data_versions"] == inputs and set(inputs) == {
         "marts/tasks", "marts/world_cells", "marts/world_tables"}
-    # the raw sources they were built from (plus dbt seeds), with the raw assets' content hashes
+    # everything they were built from, down to the sources (raw files, dbt seeds), by provenance
+    built_from = manifest["lineage_data_versions"]
+    assert {k: built_from[k] for k in RAW_KEYS} == _raw_versions(pipeline.instance)
+    assert set(inputs) <= set(built_from) and "staging/stg_sec10k__cells" in built_from
     sources = manifest["source_data_versions"]
-    assert RAW_KEYS <= set(sources)
-    assert {k: sources[k] for k in RAW_KEYS} == _raw_versions(pipeline.instance)
+    assert sources and all(built_from[k] == v for k, v in sources.items())
+    assert all(k.startswith(("raw", "seeds/")) for k in sources), sources
     # code version derived from the code, the same the asset declares
     assert manifest["code_version"] == snapshot_code_version() == tags["dagster/code_version"]
     oracle = manifest["oracle"]
@@ -132,8 +135,8 @@ def test_source_versions_are_those_the_exported_marts_were_built_from(rebuilt, t
         assert job.execute_in_process(instance=rebuilt.instance, asset_selection=[key]).success
     assert _raw_versions(rebuilt.instance)["raw/sec10k"] != built_from["raw/sec10k"]  # the reload is the latest
     event = rebuilt.instance.get_latest_materialization_event(dg.AssetKey("environment_snapshot"))
-    sources = event.asset_materialization.metadata["source_data_versions"].value
-    assert {k: sources[k] for k in RAW_KEYS} == built_from
+    lineage = event.asset_materialization.metadata["lineage_data_versions"].value
+    assert {k: lineage[k] for k in RAW_KEYS} == built_from
 
 
 def test_changed_marts_give_a_new_snapshot(small_warehouse, tmp_path):

@@ -9,9 +9,11 @@ check publishes nothing and fails the asset, so nothing downstream (training, ev
 Lineage is derived, not written by hand: the code version is the hash of the code that writes and checks
 a snapshot (`snapshot_code_version`), and the manifest records the data versions of the marts this
 materialisation read (the same `dagster/input_data_version/*` Dagster records) and, following each
-mart's own provenance down to assets without inputs, the versions of the raw sources they were built from.
+mart's own provenance down to assets without inputs, the versions of everything they were built from (raw
+file observations, raw loads, dbt models, seeds).
 """
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import dagster as dg
@@ -26,44 +28,56 @@ INPUT_VERSION_PREFIX = "dagster/input_data_version/"
 INPUT_POINTER_PREFIX = "dagster/input_event_pointer/"
 
 
-def _materialization(instance: dg.DagsterInstance, key: dg.AssetKey, storage_id: int | None = None):
-    """A materialisation of `key`: the one with `storage_id`, else the latest (what this step reads)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id] if storage_id is not None else None), limit=1
-    ).records
-    return records[0].asset_materialization if records else None
+def _event(instance: dg.DagsterInstance, key: dg.AssetKey, storage_id: int | None = None):
+    """The materialisation (or, for an observable source, the observation) of `key` with `storage_id`, else
+    the latest one: what this step reads."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id] if storage_id is not None else None)
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    if records:
+        return records[0].asset_materialization
+    records = instance.fetch_observations(records_filter, limit=1).records
+    return records[0].asset_observation if records else None
 
 
-def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) -> tuple[dict[str, str], dict[str, str]]:
-    """(data versions of the inputs, data versions of the sources they were built from).
+@dataclass(frozen=True)
+class Lineage:
+    inputs: dict[str, str]  # the snapshot's inputs (the marts) -> data version
+    sources: dict[str, str]  # assets without inputs at the end of the provenance (raw files, seeds)
+    all: dict[str, str]  # every asset on the way, inputs and sources included
 
-    Each input's materialisation is the one this step reads; from there each materialisation's own
-    provenance tags (input data versions and the exact upstream events) lead to the assets without
-    inputs (raw sources, dbt seeds), so every version belongs to what was actually exported.
+
+def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) -> Lineage:
+    """The data versions the snapshot was built from, derived from provenance, not "latest" look-ups.
+
+    Each input's materialisation is the one this step reads (as Dagster's own input_data_version tags);
+    from there each event's provenance tags (input data versions and the exact upstream events) lead to
+    the assets without inputs, so every version belongs to what was actually exported.
     """
     inputs: dict[str, str] = {}
     sources: dict[str, str] = {}
+    reached: dict[str, str] = {}
     seen: set[tuple[str, int | None]] = set()
     todo: list[tuple[dg.AssetKey, int | None, bool]] = [(key, None, True) for key in input_keys]
     while todo:
         key, storage_id, is_input = todo.pop()
-        if (key.to_user_string(), storage_id) in seen:
+        name = key.to_user_string()
+        if (name, storage_id) in seen:
             continue
-        seen.add((key.to_user_string(), storage_id))
-        event = _materialization(instance, key, storage_id)
+        seen.add((name, storage_id))
+        event = _event(instance, key, storage_id)
         if event is None:
-            raise dg.Failure(f"{key.to_user_string()} has no materialisation: materialise it before the snapshot")
+            raise dg.Failure(f"{name} has no materialisation: materialise it before the snapshot")
         tags = event.tags or {}
-        version = tags.get(DATA_VERSION_TAG, "")
+        reached[name] = tags.get(DATA_VERSION_TAG, "")
         if is_input:
-            inputs[key.to_user_string()] = version
+            inputs[name] = reached[name]
         parents = [k[len(INPUT_VERSION_PREFIX):] for k in tags if k.startswith(INPUT_VERSION_PREFIX)]
         if not parents:
-            sources[key.to_user_string()] = version
+            sources[name] = reached[name]
         for parent in parents:
             pointer = tags.get(INPUT_POINTER_PREFIX + parent)
             todo.append((dg.AssetKey.from_user_string(parent), int(pointer) if pointer else None, False))
-    return dict(sorted(inputs.items())), dict(sorted(sources.items()))
+    return Lineage(dict(sorted(inputs.items())), dict(sorted(sources.items())), dict(sorted(reached.items())))
 
 
 SNAPSHOT_CODE_VERSION = snapshot_code_version()
@@ -88,9 +102,13 @@ SNAPSHOT_CODE_VERSION = snapshot_code_version()
 def environment_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, data_paths: DataPaths
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    upstream, sources = data_lineage(context.instance, MART_KEYS)
-    lineage = {"upstream_data_versions": upstream, "source_data_versions": sources, "code_version": SNAPSHOT_CODE_VERSION}
-    staged = stage_snapshot(warehouse.path, data_paths.snapshots_root, lineage=lineage)
+    lineage = data_lineage(context.instance, MART_KEYS)
+    staged = stage_snapshot(warehouse.path, data_paths.snapshots_root, lineage={
+        "upstream_data_versions": lineage.inputs,
+        "source_data_versions": lineage.sources,
+        "lineage_data_versions": lineage.all,
+        "code_version": SNAPSHOT_CODE_VERSION,
+    })
     context.log.info(f"snapshot {staged.hash}: {'already published' if staged.published else f'staged at {staged.path}'}")
     try:
         snapshot, report, record = check_and_publish(staged, MIN_PASS_RATE, progress=context.log.info)
@@ -110,8 +128,9 @@ def environment_snapshot(
             "created": snapshot.created,
             "created_at": manifest["created_at"],
             "published_at": manifest["published_at"],
-            "upstream_data_versions": dg.MetadataValue.json(upstream),
-            "source_data_versions": dg.MetadataValue.json(sources),
+            "upstream_data_versions": dg.MetadataValue.json(lineage.inputs),
+            "source_data_versions": dg.MetadataValue.json(lineage.sources),
+            "lineage_data_versions": dg.MetadataValue.json(lineage.all),
             **{f"rows/{name}": t["rows"] for name, t in manifest["tables"].items()},
         },
         check_results=[
