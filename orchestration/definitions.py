@@ -2,9 +2,14 @@
 
     dagster dev -m orchestration.definitions      # UI at http://localhost:3000
 
-Assets: raw_files/* (observed) -> raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) -> environment snapshot.
-Checks: every dbt test, Great Expectations suites on tasks and world_cells, oracle pass rate on the snapshot.
-Resources: the warehouse, data paths, dbt, and the training launchers (skypilot_launcher: rented GPUs).
+Assets: raw_files/* (observed) -> raw/{sec10k,finqa,tatqa} -> dbt models (staging, intermediate, marts) ->
+environment snapshot -> evaluation (policy x task set partitions).
+Checks: every dbt test, Great Expectations suites on tasks and world_cells, oracle pass rate on the snapshot
+and on every test set through the evaluation code.
+Automation (running by default): raw-file sensor, declarative automation raw -> dbt -> snapshot ->
+evaluation (never training), nightly evaluation schedule.
+Resources: the warehouse, data paths, dbt, evaluation settings, and the training launchers
+(skypilot_launcher: rented GPUs).
 """
 
 from __future__ import annotations
@@ -13,31 +18,40 @@ import warnings
 
 import dagster as dg
 
+from orchestration.defs.automation import automation_sensor, raw_files_sensor, with_automation
 from orchestration.defs.dbt import dbt_resource, finqa_dbt_models
+from orchestration.defs.evaluation import default_evaluation_settings, evaluation_defs
 from orchestration.defs.raw import raw_assets, raw_file_sources
 from orchestration.defs.resources import default_resources
 from orchestration.defs.snapshot import snapshot_assets
 from orchestration.defs.validation import validation_checks
 from orchestration.launchers.skypilot import SkyPilotLauncher
 
-# The main job: the whole asset graph with all checks, on local defaults (the raw files are observed
-# first). orchestration.main runs only the part of it whose inputs or code changed.
+# The main job: the whole unpartitioned asset graph with all checks, on local defaults (the raw files are
+# observed first). orchestration.main runs only the part of it whose inputs or code changed, then the
+# partitioned evaluation assets one partition per run.
 with warnings.catch_warnings():  # include_sources is marked beta in this Dagster version
     warnings.simplefilter("ignore", dg.BetaWarning)
     main_job = dg.define_asset_job(
-        "main", selection=dg.AssetSelection.all(include_sources=True) | dg.AssetSelection.all_asset_checks()
+        "main",
+        selection=(dg.AssetSelection.all(include_sources=True) | dg.AssetSelection.all_asset_checks())
+        - dg.AssetSelection.groups("evaluation"),
     )
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """Definitions with the given resources (defaults: paths from orchestration.paths / env vars)."""
     return dg.Definitions(
-        assets=[*raw_file_sources, *raw_assets, finqa_dbt_models, *snapshot_assets],
+        assets=with_automation([*raw_file_sources, *raw_assets, finqa_dbt_models, *snapshot_assets,
+                                *evaluation_defs.assets]),
         asset_checks=validation_checks,  # the oracle check is declared on the snapshot asset itself
-        jobs=[main_job],
+        jobs=[main_job, *evaluation_defs.jobs],
+        schedules=evaluation_defs.schedules,
+        sensors=[raw_files_sensor, automation_sensor()],
         resources={
             "dbt": dbt_resource(),
             **default_resources(),
+            "evaluation": default_evaluation_settings(),
             "skypilot_launcher": SkyPilotLauncher(),  # bucket from $FINQA_RL_BUCKET; see docs/operations.md
             **(resources or {}),
         },

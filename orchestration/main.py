@@ -1,4 +1,6 @@
-"""The main job on local defaults: materialise what changed in the asset graph and run its checks.
+"""The main job on local defaults: materialise what changed in the asset graph and run its checks, then
+evaluate the policies on the test sets (a seeded sample of `DEFAULT_SAMPLE_SIZE` tasks of each) and write
+their reports.
 
     .venv/bin/python -m orchestration.main
 
@@ -8,6 +10,8 @@ first; only assets whose inputs or code changed since their last materialisation
 downstream of them) run, so a first run materialises everything and a run on unchanged data does
 nothing (orchestration.incremental). Prints what the raw sources loaded and rejected, raw folders no
 source reads, and every failed or warning check. Exits non-zero if any asset or blocking check fails.
+The evaluation (orchestration.defs.evaluation.run_evaluations) then runs every policy of POLICIES whose
+artifact is there and prints pass@1 per test set and the report of each.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main() -> int:
     # importing the definitions re-parses the dbt project first if any of its files changed
     from orchestration import incremental, paths, report
     from orchestration.definitions import defs
+    from orchestration.defs.evaluation import run_evaluations
 
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
@@ -38,7 +43,18 @@ def main() -> int:
         run_plan = incremental.plan(defs, instance, paths.warehouse_path())
         result = None if run_plan.up_to_date else incremental.execute(defs, instance, run_plan)
         elapsed = time.perf_counter() - started
-        return report.print_report(defs, instance, result, run_plan, elapsed, paths.raw_root())
+        code = report.print_report(defs, instance, result, run_plan, elapsed, paths.raw_root())
+        if code:
+            return code
+
+        started = time.perf_counter()
+        outcomes = run_evaluations(defs, instance, log=lambda line: print(f"  {line}"))
+        print(f"\nevaluation in {time.perf_counter() - started:.1f}s:")
+        for o in outcomes:
+            scores = ", ".join(f"{t} {'n/a' if v is None else f'{v:.1%}'}" for t, v in (o.pass_at_1 or {}).items())
+            print(f"  {o.policy}: {o.status}{' — ' + o.detail if o.detail else ''}"
+                  + (f"\n    pass@1: {scores}\n    report: {o.report}" if o.report else ""))
+        return 0 if all(o.status != "failed" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

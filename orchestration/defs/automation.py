@@ -1,0 +1,97 @@
+"""Automation that works out of the box under `dagster dev`: everything below is RUNNING by default.
+
+- `raw_files_sensor` (every 30 s): compares the content hash of each raw source folder
+  (`raw_sources.content_hash`, the same hash the raw asset records as its data version) with the data
+  version of the source's latest materialisation, and requests the raw asset of every source whose files
+  were added, changed or removed.
+- declarative automation (`finqa_automation`, our own `AutomationConditionSensorDefinition`, every 30 s):
+  raw assets, dbt models and the environment snapshot are `eager()` (and wait for upstream blocking
+  checks), so a raw update flows raw -> dbt -> snapshot -> evaluation (the evaluation assets carry their
+  own conditions: see orchestration/defs/evaluation.py). Training (group `training`) gets no condition
+  and is not targeted: it never runs by itself.
+- `nightly_evaluation` (orchestration/defs/evaluation.py): every policy on every task set at 02:00 UTC.
+
+`with_automation(assets)` attaches the conditions; `build_definitions` applies it to every asset.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration import raw_sources
+from orchestration.defs.resources import DataPaths
+
+AUTOMATED_GROUPS = ("raw", "curation_seeds", "curation_staging", "curation_intermediate", "curation_marts",
+                    "curation", "environment")
+NOT_AUTOMATED_GROUPS = ("training",)
+RAW_CHECK_INTERVAL_S = 30
+AUTOMATION_INTERVAL_S = 30
+
+
+def upstream_eager() -> dg.AutomationCondition:
+    """eager(), and never past a failed blocking check upstream (e.g. the Great Expectations suites)."""
+    return (dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+        "eager_after_blocking_checks")
+
+
+def with_automation(assets: list) -> list:
+    """The assets with automation conditions on the groups of AUTOMATED_GROUPS (others unchanged)."""
+
+    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.group_name in AUTOMATED_GROUPS and spec.automation_condition is None:
+            return spec.replace_attributes(automation_condition=upstream_eager())
+        return spec
+
+    return [a.map_asset_specs(attach) if isinstance(a, dg.AssetsDefinition) else a for a in assets]
+
+
+def _raw_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source])
+
+
+def changed_sources(instance: dg.DagsterInstance, raw_root: Path) -> dict[str, tuple[str, int]]:
+    """source -> (current content hash, storage id of its latest materialisation) for every source whose
+    files differ from what its raw asset last loaded. Never-loaded sources are left to the automation."""
+    changed = {}
+    for source in raw_sources.SOURCES:
+        records = instance.fetch_materializations(_raw_key(source), limit=1).records
+        if not records:
+            continue
+        loaded = records[0].asset_materialization.tags.get("dagster/data_version")
+        current = raw_sources.content_hash(source, raw_root)
+        if current != loaded:
+            changed[source] = (current, records[0].storage_id)
+    return changed
+
+
+@dg.sensor(
+    name="raw_files_sensor",
+    minimum_interval_seconds=RAW_CHECK_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=[_raw_key(s) for s in raw_sources.SOURCES],
+    description="Requests the raw asset of every source whose files under the raw folder were added, changed "
+                "or removed since it was last loaded (checked every 30 s).",
+)
+def raw_files_sensor(context: dg.SensorEvaluationContext, data_paths: DataPaths):
+    changed = changed_sources(context.instance, Path(data_paths.raw_root))
+    if not changed:
+        return dg.SkipReason(f"no raw source changed under {data_paths.raw_root}")
+    return [
+        dg.RunRequest(
+            # one request per (files, last load): a file changed back to earlier content is a new request
+            run_key=f"raw/{source}:{content_hash[:16]}:{loaded_id}",
+            asset_selection=[_raw_key(source)],
+            tags={"finqa_rl/trigger": "raw_files_changed", "finqa_rl/source": source},
+        )
+        for source, (content_hash, loaded_id) in sorted(changed.items())
+    ]
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "finqa_automation",
+        target=dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_AUTOMATED_GROUPS),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+        description="Declarative automation: raw -> dbt -> snapshot -> evaluation (never training).",
+    )
