@@ -20,7 +20,7 @@ import dagster as dg
 
 from orchestration.defs.automation import automation_sensor, raw_files_sensor, with_automation
 from orchestration.defs.dbt import dbt_resource, finqa_dbt_models
-from orchestration.defs.evaluation import default_evaluation_settings, evaluation_defs
+from orchestration.defs.evaluation import EvaluationDefs, default_evaluation_settings, evaluation_defs
 from orchestration.defs.raw import raw_assets, raw_file_sources
 from orchestration.defs.resources import default_resources
 from orchestration.defs.snapshot import snapshot_assets
@@ -39,14 +39,18 @@ with warnings.catch_warnings():  # include_sources is marked beta in this Dagste
     )
 
 
-def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
-    """Definitions with the given resources (defaults: paths from orchestration.paths / env vars)."""
+def build_definitions(
+    resources: dict[str, object] | None = None, evaluation: EvaluationDefs | None = None
+) -> dg.Definitions:
+    """Definitions with the given resources (defaults: paths from orchestration.paths / env vars) and
+    evaluation partitions (default: every policy of POLICIES on every task set)."""
+    evaluation = evaluation or evaluation_defs
     return dg.Definitions(
         assets=with_automation([*raw_file_sources, *raw_assets, finqa_dbt_models, *snapshot_assets,
-                                *evaluation_defs.assets]),
+                                *evaluation.assets]),
         asset_checks=validation_checks,  # the oracle check is declared on the snapshot asset itself
-        jobs=[main_job, *evaluation_defs.jobs],
-        schedules=evaluation_defs.schedules,
+        jobs=[main_job, *evaluation.jobs],
+        schedules=evaluation.schedules,
         sensors=[raw_files_sensor, automation_sensor()],
         resources={
             "dbt": dbt_resource(),

@@ -257,3 +257,14 @@ def test_cli_refuses_a_directory_that_is_not_a_snapshot(tmp_path, capsys):
 
     assert main(["eval", "--policy", "oracle", "--tasks", SYNTH, "--snapshot", str(tmp_path)]) == 2
     assert "not an environment snapshot" in capsys.readouterr().err
+
+
+def test_a_store_from_before_a_new_column_gains_it_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE evaluations (evaluation_id VARCHAR, version INTEGER, policy VARCHAR, task_set VARCHAR)")
+        con.execute("INSERT INTO evaluations VALUES ('e0', 1, 'oracle', 'single_table-synth-test')")
+    store = EvaluationStore(path)
+    assert store.latest_evaluation("oracle", SYNTH)["config_hash"] is None
+    assert {r["name"] for r in store.query("SELECT column_name AS name FROM duckdb_columns() WHERE table_name = 'episodes'")} \
+        >= {"snapshot_hash", "policy_version", "code_version", "config_hash", "n_tool_calls", "tool_calls"}

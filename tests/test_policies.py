@@ -204,3 +204,14 @@ def test_tiny_local_is_the_newest_tiny_local_run(tiny_model, tmp_path, monkeypat
 def test_bad_policy_specs_are_clear_errors(spec, message):
     with pytest.raises(PolicyError, match=message):
         load_policy(spec)
+
+
+def test_rollout_progress_as_a_count_or_as_a_line_reaches_the_progress_bar():
+    from rl_assets.policies.hf import _episodes_done
+
+    seen = []
+    report = _episodes_done(seen.append)
+    report(16)
+    report("episodes 32/96, correct 3")
+    report("loading the model")
+    assert seen == [16, 32]

@@ -5,10 +5,10 @@
   version of the source's latest materialisation, and requests the raw asset of every source whose files
   were added, changed or removed.
 - declarative automation (`finqa_automation`, our own `AutomationConditionSensorDefinition`, every 30 s):
-  raw assets, dbt models and the environment snapshot are `eager()` (and wait for upstream blocking
-  checks), so a raw update flows raw -> dbt -> snapshot -> evaluation (the evaluation assets carry their
-  own conditions: see orchestration/defs/evaluation.py). Training (group `training`) gets no condition
-  and is not targeted: it never runs by itself.
+  raw assets, dbt models and the environment snapshot run when missing or when an input updated (and
+  never past a failed blocking check upstream), so a raw update flows raw -> dbt -> snapshot ->
+  evaluation (the evaluation assets carry their own conditions: see orchestration/defs/evaluation.py).
+  Training (group `training`) gets no condition and is not targeted: it never runs by itself.
 - `nightly_evaluation` (orchestration/defs/evaluation.py): every policy on every task set at 02:00 UTC.
 
 `with_automation(assets)` attaches the conditions; `build_definitions` applies it to every asset.
@@ -28,10 +28,27 @@ RAW_CHECK_INTERVAL_S = 30
 AUTOMATION_INTERVAL_S = 30
 
 
-def upstream_eager() -> dg.AutomationCondition:
-    """eager(), and never past a failed blocking check upstream (e.g. the Great Expectations suites)."""
-    return (dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
-        "eager_after_blocking_checks")
+def when(trigger: dg.AutomationCondition, label: str, ignore_missing: dg.AssetSelection | None = None
+         ) -> dg.AutomationCondition:
+    """Request an asset (partition) once it is missing or `trigger` fired since it was last requested or
+    updated, when no input is missing or running and no upstream blocking check failed.
+
+    Unlike `eager()`, an asset that is already missing when automation first sees it is requested too
+    (`eager()` counts its first evaluation as "handled", so a never-materialised asset waits for an
+    upstream change); a failed run is not retried until an input changes again."""
+    A = dg.AutomationCondition
+    missing_inputs = A.any_deps_missing() if ignore_missing is None else A.any_deps_missing().ignore(ignore_missing)
+    return (
+        (A.newly_missing() | trigger).since((A.newly_requested() | A.newly_updated()).with_label("requested_or_updated"))
+        & ~missing_inputs
+        & ~A.any_deps_in_progress()
+        & ~A.in_progress()
+        & A.all_deps_blocking_checks_passed()
+    ).with_label(label)
+
+
+def on_upstream_update() -> dg.AutomationCondition:
+    return when(dg.AutomationCondition.any_deps_updated(), "on_missing_or_upstream_update")
 
 
 def with_automation(assets: list) -> list:
@@ -39,7 +56,7 @@ def with_automation(assets: list) -> list:
 
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.group_name in AUTOMATED_GROUPS and spec.automation_condition is None:
-            return spec.replace_attributes(automation_condition=upstream_eager())
+            return spec.replace_attributes(automation_condition=on_upstream_update())
         return spec
 
     return [a.map_asset_specs(attach) if isinstance(a, dg.AssetsDefinition) else a for a in assets]

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import dagster as dg
 
+from orchestration.defs.automation import on_upstream_update, when
 from rl_assets.evaluation.runner import DEFAULT_BASELINE, EvaluationConfig, evaluation_code_version
 from rl_assets.evaluation.task_sets import TASK_SETS, TEST_TASK_SETS, parse_task_set
 from rl_assets.policies import GenerationSettings
@@ -72,12 +73,17 @@ class EvaluationSettings(dg.ConfigurableResource):
 
 
 def default_evaluation_settings() -> EvaluationSettings:
+    """Paths from FINQA_RL_EVALUATIONS / FINQA_RL_REPORTS_DIR / FINQA_RL_MODELS_DIR; the tasks per task set of
+    automated and main-command runs from FINQA_RL_EVAL_SAMPLE_SIZE (default DEFAULT_SAMPLE_SIZE, 0 = all)."""
+    import os
+
     from rl_assets.evaluation.report import reports_root
     from rl_assets.evaluation.store import default_store_path
     from rl_assets.policies import models_root
 
     return EvaluationSettings(store_path=str(default_store_path()), reports_root=str(reports_root()),
-                              models_root=str(models_root()))
+                              models_root=str(models_root()),
+                              sample_size=int(os.environ.get("FINQA_RL_EVAL_SAMPLE_SIZE", DEFAULT_SAMPLE_SIZE)))
 
 
 # ---------------------------------------------------------------------------------------------- lookups
@@ -138,34 +144,17 @@ def _load_policy(name: str, spec: str, snapshot: Path):
 
 # ---------------------------------------------------------------------------------------------- automation
 def on_new_inputs() -> dg.AutomationCondition:
-    """Run when never run, when an input's data version changed or the evaluation code changed; wait for
-    missing or running inputs."""
+    """Episodes: run when missing, when the data version of its task set or policy changed, or when the
+    evaluation code changed (a re-materialised input with the same data version does not count)."""
     A = dg.AutomationCondition
-    return (
-        (A.newly_missing() | A.any_deps_match(A.data_version_changed()) | A.code_version_changed()).since_last_handled()
-        & ~A.any_deps_missing()
-        & ~A.any_deps_in_progress()
-        & ~A.in_progress()
-    ).with_label("on_new_inputs")
-
-
-def eager_without_training() -> dg.AutomationCondition:
-    """eager(), except that a missing training artifact does not hold the other policies back (the
-    tiny-local partition then records nothing until `policy` is materialised: training is never automatic)."""
-    A = dg.AutomationCondition
-    return (
-        (A.newly_missing() | A.any_deps_updated()).since_last_handled()
-        & ~A.any_deps_missing().ignore(dg.AssetSelection.assets(TRAINED_POLICY_KEY))
-        & ~A.any_deps_in_progress()
-        & ~A.in_progress()
-    ).with_label("eager_without_training")
+    return when(A.any_deps_match(A.data_version_changed()) | A.code_version_changed(), "on_new_inputs")
 
 
 def after_any_update() -> dg.AutomationCondition:
-    """Run after any input updated (never merely because it is missing: a report needs evaluations)."""
+    """Reports: run after any input updated (never merely because it is missing: a report needs evaluations)."""
     A = dg.AutomationCondition
-    return (A.any_deps_updated().since_last_handled() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label(
-        "after_any_update")
+    return (A.any_deps_updated().since((A.newly_requested() | A.newly_updated()).with_label("requested_or_updated"))
+            & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("after_any_update")
 
 
 # ---------------------------------------------------------------------------------------------- assets
@@ -190,8 +179,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
     @dg.asset(
         key=TASK_SETS_KEY, group_name="evaluation", partitions_def=task_set_partitions, deps=[SNAPSHOT_KEY],
         kinds={"parquet"}, code_version=code_version,
-        automation_condition=(dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed())
-        .with_label("eager_after_blocking_checks"),
+        automation_condition=on_upstream_update(),
         description="The task set's tasks in the newest environment snapshot; data version = task set version.",
     )
     def evaluation_task_sets(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -212,7 +200,10 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
     @dg.asset(
         key=POLICIES_KEY, group_name="evaluation", partitions_def=policy_partitions,
         deps=[SNAPSHOT_KEY, TRAINED_POLICY_KEY], output_required=False, code_version=code_version,
-        automation_condition=eager_without_training(),
+        # a missing training artifact does not hold the other policies back (tiny-local then records nothing
+        # until `policy` is materialised: training is never automatic)
+        automation_condition=when(dg.AutomationCondition.any_deps_updated(), "on_missing_or_upstream_update",
+                                  ignore_missing=dg.AssetSelection.assets(TRAINED_POLICY_KEY)),
         description="The policy artifact to evaluate; data version = its artifact version. tiny-local waits for "
                     "a `policy` (training) materialisation.",
     )
@@ -274,7 +265,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
 
     @dg.asset(
         key=SUMMARIES_KEY, group_name="evaluation", partitions_def=partitions, kinds={"duckdb"},
-        deps=[EPISODES_KEY], code_version=code_version, automation_condition=dg.AutomationCondition.eager(),
+        deps=[EPISODES_KEY], code_version=code_version, automation_condition=on_upstream_update(),
         check_specs=[dg.AssetCheckSpec(
             "oracle_pass_rate", asset=SUMMARIES_KEY,
             description=f"The oracle scores >= {ORACLE_MIN_PASS_RATE:.0%} pass@1 on every test set through this "
@@ -346,8 +337,9 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
         instance = context.instance
         ready_sets = instance.get_materialized_partitions(TASK_SETS_KEY)
         ready_policies = instance.get_materialized_partitions(POLICIES_KEY)
+        night = context.scheduled_execution_time.date().isoformat()
         requests = [
-            dg.RunRequest(partition_key=dg.MultiPartitionKey({"policy": p, "task_set": t}),
+            dg.RunRequest(run_key=f"nightly/{night}/{p}/{t}", partition_key=dg.MultiPartitionKey({"policy": p, "task_set": t}),
                           tags={"finqa_rl/trigger": "nightly"})
             for p in policies if p in ready_policies for t in task_sets if t in ready_sets
         ]

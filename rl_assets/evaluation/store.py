@@ -112,10 +112,15 @@ class EvaluationStore:
                 time.sleep(wait)  # another process is writing: retry
                 wait = min(wait * 2, LOCK_RETRY_S[1])
         try:
+            existing: dict[str, set[str]] = {}
+            for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall():
+                existing.setdefault(table, set()).add(column)
             for table, columns in TABLES.items():
-                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-                for column, kind in columns.items():  # columns added since the file was created
-                    con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+                if table not in existing:
+                    con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+                    continue
+                for column in columns.keys() - existing[table]:  # columns added since the file was created
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {columns[column]}")
             yield con
         finally:
             con.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -72,6 +73,20 @@ def default_rollouts() -> Callable[..., list[Episode]]:
     return run_hf_episodes
 
 
+def _episodes_done(progress: Progress) -> Callable[[Any], None]:
+    """The rollouts report progress as a count or as a line such as "episodes 32/96, correct 3"."""
+
+    def report(update: Any) -> None:
+        if isinstance(update, int):
+            progress(update)
+            return
+        match = re.search(r"(\d+)\s*/\s*\d+", str(update))
+        if match:
+            progress(int(match.group(1)))
+
+    return report
+
+
 class HFPolicy(Policy):
     def __init__(self, path: str | os.PathLike, *, name: str | None = None,
                  rollouts: Callable[..., list[Episode]] | None = None):
@@ -111,7 +126,7 @@ class HFPolicy(Policy):
             greedy=settings.greedy, temperature=settings.temperature, batch_size=settings.batch_size,
             max_turns=settings.max_turns, max_new_tokens=settings.max_new_tokens, seed=settings.seed,
             env_kwargs=None,  # the model's prompt.json holds the environment options it was trained with
-            progress=progress,
+            progress=_episodes_done(progress) if progress is not None else None,
         )
         if len(episodes) != len(tasks) or any(e.task_id != t["task_id"] for e, t in zip(episodes, tasks)):
             raise RuntimeError(f"{self.name}: the rollouts returned {len(episodes)} episodes for {len(tasks)} tasks, "
