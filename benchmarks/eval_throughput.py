@@ -48,12 +48,15 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=64, help="tasks sampled from the task set (seeded)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-turns", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=192)
     parser.add_argument("--hf-rollouts", default=None, help="file.py:function with the run_hf_episodes signature")
+    parser.add_argument("--runs-dir", default=None, help="FINQA_RL_RUNS_DIR for tiny-local / tiny-untrained")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
     snapshot = Path(args.snapshot) if args.snapshot else default_snapshot()
+    if args.runs_dir:
+        os.environ["FINQA_RL_RUNS_DIR"] = args.runs_dir
     from rl_assets.env import FinQAEnv
     from rl_assets.policies.tools import tool_schemas
 
@@ -85,15 +88,17 @@ def main() -> int:
                     continue
                 rows = result.episodes
                 n = len(rows)
-                latency = sum(r["latency_s"] for r in rows)
                 model = sum(r["model_seconds"] for r in rows)
                 env = sum(r["env_seconds"] for r in rows)
                 entry = {
                     "policy": spec, "episodes": n, "wall_s": round(wall, 3), "episodes_per_s": round(n / wall, 2),
                     "pass_at_1": result.pass_at_1, "mean_turns": round(sum(r["turns"] for r in rows) / n, 2),
-                    "model_share_of_wall": round(model / wall, 3), "env_share_of_wall": round(env / wall, 3),
-                    "model_share_of_episode_time": round(model / latency, 3) if latency else None,
-                    "env_share_of_episode_time": round(env / latency, 3) if latency else None,
+                    "model_s": round(model, 3), "env_s": round(env, 3),
+                    # of the time episodes spent in the model or the environment, the model's share
+                    "model_share": round(model / (model + env), 3) if model + env else None,
+                    # of the wall time, what neither model nor environment took (store, task set, hashing),
+                    # meaningful for policies that play one batch at a time (not concurrent endpoints)
+                    "other_share_of_wall": round(max(0.0, 1 - (model + env) / wall), 3),
                 }
                 results.append(entry)
                 print(json.dumps(entry))

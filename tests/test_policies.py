@@ -215,3 +215,30 @@ def test_rollout_progress_as_a_count_or_as_a_line_reaches_the_progress_bar():
     report("episodes 32/96, correct 3")
     report("loading the model")
     assert seen == [16, 32]
+
+
+def test_the_untrained_counterpart_of_a_run_is_its_own_starting_point(tiny_model, snapshot_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from rl_assets.policies.tiny import untrained_tiny_model
+
+    run = tmp_path / "runs" / "r1"
+    shutil.copytree(tiny_model, run / "checkpoints" / "base")
+    (run / "checkpoints" / "base" / "prompt.json").unlink()  # a run's base has no prompt.json ...
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text((tiny_model / "config.json").read_text())
+    prompt = {"system_prompt": "Use the tools.", "env": {"description_chars": 0}}
+    (run / "model" / "prompt.json").write_text(json.dumps(prompt))  # ... the trained model's says how it was played
+    (run / "lineage.json").write_text(json.dumps({"config_name": "tiny-local"}))
+    models = tmp_path / "models"
+    untrained = untrained_tiny_model(snapshot_dir, models, run)
+    assert untrained.parent == models and untrained.name.startswith("tiny-untrained-run-")
+    assert json.loads((untrained / "prompt.json").read_text()) == prompt
+    assert (untrained / "model.safetensors").read_bytes() == (tiny_model / "model.safetensors").read_bytes()
+    assert untrained_tiny_model(snapshot_dir, models, run) == untrained  # copied once
+    # the spec resolves to it when a tiny-local run exists; without a base, to the model built for the snapshot
+    monkeypatch.setenv("FINQA_RL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("FINQA_RL_MODELS_DIR", str(models))
+    assert load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir == untrained
+    shutil.rmtree(run / "checkpoints")
+    assert load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir.name == tiny_model.name

@@ -3,8 +3,9 @@
     evaluation/task_sets [task_set]   the task set in the newest environment snapshot; data version = its
                                       task set version (tasks + the worlds they ask about)
     evaluation/policies  [policy]     the policy artifact; data version = its artifact version (oracle: code
-                                      version; tiny-untrained: the untrained tiny model built for the
-                                      snapshot; tiny-local: the newest `policy` (training) artifact)
+                                      version; tiny-untrained: the starting point of the newest `policy` run,
+                                      or an untrained tiny model built for the snapshot; tiny-local: the
+                                      newest `policy` (training) artifact)
     evaluation/episodes  [policy × task_set]  the episodes (rl_assets.evaluation.runner.run_evaluation),
                                       re-run when the data version of its task set or policy changes, or
                                       the evaluation code changes
@@ -35,7 +36,7 @@ DEFAULT_SAMPLE_SIZE = 40  # tasks per task set in automated and main-command run
 ORACLE_MIN_PASS_RATE = 0.98
 SNAPSHOT_KEY = dg.AssetKey("environment_snapshot")
 TRAINED_POLICY_KEY = dg.AssetKey("policy")  # the training asset; its metadata names the artifact directory
-ARTIFACT_METADATA_KEYS = ("path", "artifact_path", "artifact", "output_dir", "model_dir", "run_dir")
+ARTIFACT_METADATA_KEYS = ("model_path", "artifact_path", "path", "output_dir", "model_dir", "run_dir")
 NIGHTLY_CRON = "0 2 * * *"
 
 TASK_SETS_KEY = dg.AssetKey(["evaluation", "task_sets"])
@@ -120,10 +121,13 @@ def trained_artifact(instance: dg.DagsterInstance) -> str | None:
 
 def _policy_spec(context: dg.AssetExecutionContext, name: str, settings: EvaluationSettings) -> str | None:
     """What the policy partition resolves to now (None: not available yet)."""
-    if name == "tiny-untrained":
-        from rl_assets.policies.tiny import build_untrained_tiny_model
+    if name == "tiny-untrained":  # the trained policy's own starting point where its run keeps it
+        from rl_assets.policies.hf import resolve_model_dir
+        from rl_assets.policies.tiny import untrained_tiny_model
 
-        return f"hf:{build_untrained_tiny_model(snapshot_path(context.instance), settings.models_root)}"
+        artifact = trained_artifact(context.instance)
+        run = resolve_model_dir(artifact).parent if artifact else None
+        return f"hf:{untrained_tiny_model(snapshot_path(context.instance), settings.models_root, run)}"
     if name == "tiny-local":
         artifact = trained_artifact(context.instance)
         if artifact is None:

@@ -3,7 +3,8 @@
 
 Specs:
     oracle                    the gold spec through the real tools (rl_assets.oracle)
-    tiny-untrained            the untrained tiny model (rl_assets.policies.tiny), built for the snapshot
+    tiny-untrained            the untrained tiny model (rl_assets.policies.tiny): the newest tiny-local run's
+                              starting point, or one built for the snapshot
     tiny-local                the newest training run of config tiny-local under $FINQA_RL_RUNS_DIR
                               (default data/runs/), or the artifact given
     hf:<path>                 a Hugging Face model directory or a training run directory
@@ -82,9 +83,13 @@ def load_policy(
         if artifact is None and spec == "tiny-untrained":
             if snapshot is None:
                 raise PolicyError("tiny-untrained is built for a snapshot: give the snapshot")
-            from rl_assets.policies.tiny import build_untrained_tiny_model
+            from rl_assets.policies.tiny import untrained_tiny_model
 
-            artifact = build_untrained_tiny_model(snapshot, models_root())
+            try:  # the newest tiny-local run's own starting point, where there is one
+                run = latest_run("tiny-local")
+            except PolicyError:
+                run = None
+            artifact = untrained_tiny_model(snapshot, models_root(), run)
         elif artifact is None:
             artifact = latest_run("tiny-local")
         return HFPolicy(artifact, name=spec, rollouts=hf_rollouts)

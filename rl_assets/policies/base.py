@@ -35,7 +35,7 @@ class GenerationSettings:
     greedy: bool = True
     temperature: float = 1.0
     max_turns: int = 8  # model turns per episode (the step limit)
-    max_new_tokens: int = 256  # per turn
+    max_new_tokens: int = 192  # per turn (as the local-model rollouts default)
     batch_size: int = 16  # episodes generated together (local models) / concurrent requests (endpoints)
     seed: int = 0
 

@@ -1,6 +1,9 @@
-"""The untrained tiny model: the evaluation's floor, built here without downloads.
+"""The untrained tiny model: the evaluation's floor.
 
-A byte-level BPE tokenizer trained with `tokenizers` on the snapshot's training questions and table names,
+Where a training run exists, the untrained model is that run's own starting point: its
+`checkpoints/base/` (the randomly initialised model and the tokenizer it was trained from) with its
+`model/prompt.json`, so trained and untrained differ only by training (`untrained_from_run`). Without a
+run, one is built here without downloads (`build_untrained_tiny_model`): a byte-level BPE tokenizer trained with `tokenizers` on the snapshot's training questions and table names,
 TRL's Qwen3 chat template (tool calls), and a small randomly initialised `Qwen3ForCausalLM` (seeded), saved
 in Hugging Face format with `prompt.json` like a training artifact's `model/`. The directory is named by a
 hash of everything that goes into it (architecture, vocabulary size, seed, corpus), so it is built once per
@@ -63,6 +66,45 @@ def build_untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | o
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def untrained_from_run(run_dir: str | os.PathLike, models_root: str | os.PathLike) -> Path | None:
+    """The starting point of a training run as a model directory (`checkpoints/base/` + the run's
+    `model/prompt.json`), copied under `models_root` once; None when the run does not keep its base."""
+    run_dir = Path(run_dir)
+    base, prompt = run_dir / "checkpoints" / "base", run_dir / "model" / "prompt.json"
+    if not (base / "config.json").is_file() or not prompt.is_file():
+        return None
+    files = sorted(p for p in base.iterdir() if p.is_file())
+    digest = hashlib.sha256()
+    for path in [*files, prompt]:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    out = Path(models_root) / f"tiny-untrained-run-{digest.hexdigest()[:16]}"
+    if (out / "config.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{uuid.uuid4().hex}"
+    try:
+        tmp.mkdir()
+        for path in files:
+            shutil.copy2(path, tmp / path.name)
+        shutil.copy2(prompt, tmp / "prompt.json")
+        (tmp / "source.json").write_text(json.dumps({"run": str(run_dir), "base": str(base)}, indent=2) + "\n")
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | os.PathLike,
+                         run_dir: str | os.PathLike | None = None) -> Path:
+    """The untrained counterpart of `run_dir` when it keeps its base, else the one built for the snapshot."""
+    from_run = untrained_from_run(run_dir, models_root) if run_dir is not None else None
+    return from_run or build_untrained_tiny_model(snapshot, models_root)
 
 
 def _build(out: Path, corpus: list[str], seed: int) -> None:
