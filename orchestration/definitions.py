@@ -14,8 +14,6 @@ Resources: the warehouse, data paths, dbt, evaluation settings, and the training
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
 from orchestration.defs.automation import automation_sensor, raw_files_sensor, with_automation
@@ -27,16 +25,14 @@ from orchestration.defs.snapshot import snapshot_assets
 from orchestration.defs.validation import validation_checks
 from orchestration.launchers.skypilot import SkyPilotLauncher
 
-# The main job: the whole unpartitioned asset graph with all checks, on local defaults (the raw files are
-# observed first). orchestration.main runs only the part of it whose inputs or code changed, then the
-# partitioned evaluation assets one partition per run.
-with warnings.catch_warnings():  # include_sources is marked beta in this Dagster version
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    main_job = dg.define_asset_job(
-        "main",
-        selection=(dg.AssetSelection.all(include_sources=True) | dg.AssetSelection.all_asset_checks())
-        - dg.AssetSelection.groups("evaluation"),
-    )
+# The main job: every materialisable asset but the partitioned evaluation assets, the observed raw files,
+# all checks, on local defaults (the raw files are observed first). orchestration.main runs only the part
+# of it whose inputs or code changed, then the evaluation assets one partition per run.
+main_job = dg.define_asset_job(
+    "main",
+    selection=(dg.AssetSelection.all() | dg.AssetSelection.keys(*(s.key for s in raw_file_sources))
+               | dg.AssetSelection.all_asset_checks()) - dg.AssetSelection.groups("evaluation"),
+)
 
 
 def build_definitions(

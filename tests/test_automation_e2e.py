@@ -1,5 +1,6 @@
-"""End to end: a raw file removed from a copy of the raw folder is noticed by the raw-file sensor, and
-declarative automation then re-materialises raw -> dbt -> snapshot -> evaluation by itself (every tick
+"""End to end: a raw file removed from a copy of the raw folder is noticed by the raw-file sensor (which
+observes the changed source), and declarative automation then re-materialises raw -> dbt -> snapshot ->
+evaluation by itself (every tick
 evaluated with `dg.evaluate_automation_conditions`, every requested run executed in-process). The new
 episode rows carry the new snapshot hash, the old rows stay queryable, a task set whose tasks did not
 change is not re-evaluated, and training is never requested.
@@ -70,6 +71,13 @@ def automation_ticks(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=
     raise AssertionError(f"automation still requesting after {MAX_TICKS} ticks: {ticks[-1]}")
 
 
+def new_snapshot_path(instance: dg.DagsterInstance):
+    from pathlib import Path
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("environment_snapshot"))
+    return Path(event.asset_materialization.metadata["path"].value)
+
+
 def test_a_raw_file_change_re_evaluates_by_itself_with_the_new_snapshot_hash(pipeline, snapshot_dir, tmp_path,
                                                                               monkeypatch):
     from orchestration.definitions import build_definitions
@@ -101,17 +109,21 @@ def test_a_raw_file_change_re_evaluates_by_itself_with_the_new_snapshot_hash(pip
     assert old_rows == [{"task_set": REAL, "snapshot_hash": old_hash, "n": 6},
                         {"task_set": SYNTH, "snapshot_hash": old_hash, "n": 6}]
 
-    # a 10-K table of a test-split company is removed from the raw folder
-    removed = sorted((raw / "sec10k_tables" / "nvidia").glob("*.json"))[0]
+    # the 10-K table a synthesised test task is asked about is removed from the raw folder
+    from rl_assets.evaluation.task_sets import load_task_set
+
+    task = load_task_set(snapshot_dir, SYNTH)[0]
+    removed = raw / "sec10k_tables" / task["world_id"] / (json.loads(task["gold_tables"])[0] + ".json")
     removed.unlink()
-    (request,) = sensor_tick()
-    assert request.asset_selection == [dg.AssetKey(["raw", "sec10k"])]
+    request = sensor_tick()
+    assert request.asset_selection == [dg.AssetKey(["raw_files", "sec10k"])]  # observe the changed source
     execute(defs, instance, request.asset_selection, tags=request.tags)
+    assert isinstance(sensor_tick(), dg.SkipReason)  # observed: nothing new
 
     ticks, _ = automation_ticks(defs, instance, cursor)
     requested = set().union(*(t.keys() for t in ticks))
-    assert "policy" not in requested and not any(k.startswith("raw/") for k in requested)
-    assert {"environment_snapshot", "marts/tasks", "staging/stg_sec10k__cells"} <= requested
+    assert "policy" not in requested and not {"raw/finqa", "raw/tatqa"} & requested
+    assert {"raw/sec10k", "environment_snapshot", "marts/tasks", "staging/stg_sec10k__cells"} <= requested
     assert "staging/stg_finqa__questions" not in requested  # only what depends on the changed source
     episodes_requested = set().union(*(t.get("evaluation/episodes", set()) for t in ticks))
     assert episodes_requested == {dg.MultiPartitionKey({"policy": "oracle", "task_set": SYNTH})}
@@ -128,7 +140,6 @@ def test_a_raw_file_change_re_evaluates_by_itself_with_the_new_snapshot_hash(pip
         {"task_set": SYNTH, "snapshot_hash": old_hash, "version": 1, "n": 6},  # old rows are still there
         {"task_set": SYNTH, "snapshot_hash": new_hash, "version": 2, "n": 6},
     ]
-    assert not store.query("SELECT 1 FROM episodes WHERE snapshot_hash = ? AND world_id = 'nvidia' AND "
-                           "tool_calls::VARCHAR LIKE ?", [new_hash, f"%{removed.stem}%"])
+    assert task["task_id"] not in {t["task_id"] for t in load_task_set(new_snapshot_path(instance), SYNTH)}
     report = (tmp_path / "reports" / f"{new_hash}-oracle" / "report.md").read_text()
     assert old_hash in report and new_hash in report  # REAL's numbers ran on the old snapshot and say so

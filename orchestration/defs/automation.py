@@ -1,9 +1,9 @@
 """Automation that works out of the box under `dagster dev`: everything below is RUNNING by default.
 
 - `raw_files_sensor` (every 30 s): compares the content hash of each raw source folder
-  (`raw_sources.content_hash`, the same hash the raw asset records as its data version) with the data
-  version of the source's latest materialisation, and requests the raw asset of every source whose files
-  were added, changed or removed.
+  (`rl_assets.raw.content_hash`, the data version of the observable source `raw_files/<source>`) with the
+  source's latest observation, and observes every source whose files were added, changed or removed; the
+  raw asset of that source then runs by declarative automation (its input's data version changed).
 - declarative automation (`finqa_automation`, our own `AutomationConditionSensorDefinition`, every 30 s):
   raw assets, dbt models and the environment snapshot run when missing or when an input updated (and
   never past a failed blocking check upstream), so a raw update flows raw -> dbt -> snapshot ->
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration import raw_sources
+from orchestration.defs.raw import raw_files_key
 from orchestration.defs.resources import DataPaths
+from rl_assets import raw
 
 AUTOMATED_GROUPS = ("raw", "curation_seeds", "curation_staging", "curation_intermediate", "curation_marts",
                     "curation", "environment")
@@ -62,22 +63,16 @@ def with_automation(assets: list) -> list:
     return [a.map_asset_specs(attach) if isinstance(a, dg.AssetsDefinition) else a for a in assets]
 
 
-def _raw_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source])
-
-
 def changed_sources(instance: dg.DagsterInstance, raw_root: Path) -> dict[str, tuple[str, int]]:
-    """source -> (current content hash, storage id of its latest materialisation) for every source whose
-    files differ from what its raw asset last loaded. Never-loaded sources are left to the automation."""
+    """source -> (content hash of its files now, storage id of its latest observation) for every source
+    whose files differ from its latest `raw_files/<source>` observation (or that was never observed)."""
     changed = {}
-    for source in raw_sources.SOURCES:
-        records = instance.fetch_materializations(_raw_key(source), limit=1).records
-        if not records:
-            continue
-        loaded = records[0].asset_materialization.tags.get("dagster/data_version")
-        current = raw_sources.content_hash(source, raw_root)
-        if current != loaded:
-            changed[source] = (current, records[0].storage_id)
+    for source in raw.SOURCES:
+        records = instance.fetch_observations(raw_files_key(source), limit=1).records
+        observed = records[0].asset_observation.tags.get("dagster/data_version") if records else None
+        current = raw.content_hash(source, raw_root)
+        if current != observed:
+            changed[source] = (current, records[0].storage_id if records else 0)
     return changed
 
 
@@ -85,23 +80,20 @@ def changed_sources(instance: dg.DagsterInstance, raw_root: Path) -> dict[str, t
     name="raw_files_sensor",
     minimum_interval_seconds=RAW_CHECK_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    asset_selection=[_raw_key(s) for s in raw_sources.SOURCES],
-    description="Requests the raw asset of every source whose files under the raw folder were added, changed "
-                "or removed since it was last loaded (checked every 30 s).",
+    asset_selection=[raw_files_key(s) for s in raw.SOURCES],
+    description="Observes raw_files/<source> whenever the files of a source under the raw folder were added, "
+                "changed or removed (checked every 30 s); automation then reloads that source and what depends on it.",
 )
 def raw_files_sensor(context: dg.SensorEvaluationContext, data_paths: DataPaths):
     changed = changed_sources(context.instance, Path(data_paths.raw_root))
     if not changed:
         return dg.SkipReason(f"no raw source changed under {data_paths.raw_root}")
-    return [
-        dg.RunRequest(
-            # one request per (files, last load): a file changed back to earlier content is a new request
-            run_key=f"raw/{source}:{content_hash[:16]}:{loaded_id}",
-            asset_selection=[_raw_key(source)],
-            tags={"finqa_rl/trigger": "raw_files_changed", "finqa_rl/source": source},
-        )
-        for source, (content_hash, loaded_id) in sorted(changed.items())
-    ]
+    return dg.RunRequest(
+        # one request per (files, last observation): files changed back to earlier content are a new request
+        run_key="raw_files/" + ",".join(f"{s}:{h[:16]}:{seen}" for s, (h, seen) in sorted(changed.items())),
+        asset_selection=[raw_files_key(s) for s in sorted(changed)],
+        tags={"finqa_rl/trigger": "raw_files_changed", "finqa_rl/sources": ",".join(sorted(changed))},
+    )
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
