@@ -246,3 +246,45 @@ def test_the_project_definitions_load_with_automation_on_every_stage_but_trainin
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
     main = defs.resolve_job_def("main")
     assert not any(k.path[0] == "evaluation" for k in main.asset_layer.executable_asset_keys)
+
+
+def test_the_raw_file_sensor_notices_files_added_changed_and_removed(tmp_path):
+    from orchestration.defs.raw import raw_file_sources
+    from orchestration.defs.resources import DataPaths
+    from orchestration.paths import raw_root
+
+    raw = tmp_path / "raw"
+    (raw / "sec10k_tables").mkdir(parents=True)
+    for company in ("apple", "nvidia"):
+        shutil.copytree(raw_root() / "sec10k_tables" / company, raw / "sec10k_tables" / company)
+    shutil.copytree(raw_root() / "finqa", raw / "finqa")
+    shutil.copytree(raw_root() / "tatqa", raw / "tatqa")
+    paths = DataPaths(raw_root=str(raw), snapshots_root=str(tmp_path / "snapshots"))
+    defs = dg.Definitions(assets=raw_file_sources, resources={"data_paths": paths})
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick():
+        result = raw_files_sensor(dg.build_sensor_context(instance=instance, resources={"data_paths": paths}))
+        if isinstance(result, dg.SkipReason):
+            return None
+        run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=result.asset_selection, tags=result.tags)
+        assert run.success
+        return {k.path[1] for k in result.asset_selection}, result.run_key
+
+    assert tick()[0] == {"sec10k", "finqa", "tatqa"}  # never observed
+    assert tick() is None
+    added = raw / "finqa" / "more.jsonl"
+    added.write_text((raw_root() / "finqa" / "finqa_examples.jsonl").read_text().splitlines()[0] + "\n")
+    assert tick()[0] == {"finqa"}
+    changed = next((raw / "tatqa").glob("*.json"))
+    changed.write_text(changed.read_text().replace('"', '"', 1) + "\n")
+    assert tick()[0] == {"tatqa"}
+    removed = sorted((raw / "sec10k_tables" / "nvidia").glob("*.json"))[0]
+    content = removed.read_bytes()
+    removed.unlink()
+    sources, first_key = tick()
+    assert sources == {"sec10k"} and tick() is None
+    removed.write_bytes(content)  # back to what was observed two observations ago: still a change, a new run key
+    sources, second_key = tick()
+    assert sources == {"sec10k"} and second_key != first_key
