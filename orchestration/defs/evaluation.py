@@ -387,7 +387,7 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
         if not execute("evaluation_task_sets", task_set).success:
             return [PolicyOutcome(p, "failed", f"evaluation/task_sets[{task_set}] failed") for p in policies]
     outcomes = []
-    for name in policies:
+    for name in sorted(policies, key=lambda p: p != DEFAULT_BASELINE):  # the baseline first: deltas in every summary
         if name in ("tiny-untrained", "tiny-local") and not hf_rollouts_available():
             outcomes.append(PolicyOutcome(name, "skipped", "local-model rollouts (rl_assets.rollouts) not installed"))
             continue
