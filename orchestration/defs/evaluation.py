@@ -32,7 +32,11 @@ from rl_assets.evaluation.task_sets import TASK_SETS, TEST_TASK_SETS, parse_task
 from rl_assets.policies import GenerationSettings
 
 POLICIES = ("oracle", "tiny-untrained", "tiny-local")
-DEFAULT_SAMPLE_SIZE = 40  # tasks per task set in automated and main-command runs (seeded); 0 = every task
+# tasks per task set in automated and main-command runs (seeded; 0 = every task). An untrained tiny model
+# generates its whole per-turn budget (192 tokens) every episode: 24 tasks of each of the three non-empty
+# test sets, one batch per set, keep the main command's evaluation within a few minutes on 2 cores.
+DEFAULT_SAMPLE_SIZE = 24
+DEFAULT_BATCH_SIZE = 32  # episodes generated together: a task set's sample in one batch
 ORACLE_MIN_PASS_RATE = 0.98
 SNAPSHOT_KEY = dg.AssetKey("environment_snapshot")
 TRAINED_POLICY_KEY = dg.AssetKey("policy")  # the training asset; its metadata names the artifact directory
@@ -58,7 +62,7 @@ class EvaluationSettings(dg.ConfigurableResource):
     seed: int = 0
     max_turns: int = GenerationSettings.max_turns
     max_new_tokens: int = GenerationSettings.max_new_tokens
-    batch_size: int = GenerationSettings.batch_size
+    batch_size: int = DEFAULT_BATCH_SIZE
     baseline: str = DEFAULT_BASELINE
 
     def config(self) -> EvaluationConfig:
