@@ -27,19 +27,25 @@ from rl_assets.evaluation.store import RUBRIC_RENAMES, RUBRIC_SKIPPED, Evaluatio
 from rl_assets.evaluation.task_sets import check_snapshot, load_task_set, sample_tasks, task_set_version
 from rl_assets.policies import GenerationSettings, Policy
 from rl_assets.snapshot import read_manifest
-from rl_assets.versioning import code_version, git_commit
+from rl_assets.versioning import code_version, git_commit, module_closure
 
 DEFAULT_BASELINE = "tiny-untrained"
-# the code a score depends on: evaluation, policies, the environment and its grading
-EVALUATION_MODULES = ("rl_assets.evaluation", "rl_assets.policies", "rl_assets.env", "rl_assets.sandbox",
-                      "rl_assets.simple_select", "rl_assets.grading", "rl_assets.numbers", "rl_assets.calculator",
-                      "rl_assets.telemetry", "rl_assets.oracle", "rl_assets.episodes", "rl_assets.snapshot")
-OPTIONAL_MODULES = ("rl_assets.rollouts", "rl_assets.prompts")  # local-model rollouts and prompts, where present
+# local-model rollouts and the prompts they render, where installed: part of what a local model's score depends on
+OPTIONAL_MODULES = ("rl_assets.rollouts", "rl_assets.prompts")
 
 
 def evaluation_code_version() -> str:
-    present = [m for m in OPTIONAL_MODULES if importlib.util.find_spec(m) is not None]
-    return code_version(*EVALUATION_MODULES, *present)
+    """The hash of every module of rl_assets.evaluation and rl_assets.policies and of everything of the
+    package they import (environment, sandbox, grading, telemetry, oracle, snapshot, rollouts, ...)."""
+    import pkgutil
+
+    import rl_assets.evaluation
+    import rl_assets.policies
+
+    modules = [m.name for package in (rl_assets.evaluation, rl_assets.policies)
+               for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+    modules += [m for m in OPTIONAL_MODULES if importlib.util.find_spec(m) is not None]
+    return code_version(*module_closure(*modules))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from rl_assets.snapshot import MANIFEST, read_tasks
+from rl_assets.snapshot import MANIFEST, publication_problem, read_tasks
 
 QUESTION_TYPES = ("single_table", "multi_table")
 ORIGINS: dict[str, tuple[str, ...]] = {"synth": ("sec10k",), "real": ("finqa", "tatqa")}
@@ -62,6 +62,9 @@ def check_snapshot(snapshot: str | os.PathLike) -> Path:
     if not (path / MANIFEST).is_file() or not (path / "tasks.parquet").is_file():
         raise TaskSetError(f"{path} is not an environment snapshot (no {MANIFEST} / tasks.parquet): "
                            "give a directory under data/snapshots/")
+    problem = publication_problem(path)
+    if problem is not None:
+        raise TaskSetError(f"{problem}; evaluation uses published snapshots only (materialise environment_snapshot)")
     return path.resolve()
 
 
