@@ -268,3 +268,14 @@ def test_a_store_from_before_a_new_column_gains_it_and_keeps_its_rows(tmp_path):
     assert store.latest_evaluation("oracle", SYNTH)["config_hash"] is None
     assert {r["name"] for r in store.query("SELECT column_name AS name FROM duckdb_columns() WHERE table_name = 'episodes'")} \
         >= {"snapshot_hash", "policy_version", "code_version", "config_hash", "n_tool_calls", "tool_calls"}
+
+
+def test_an_unpublished_snapshot_is_refused_with_the_reason(snapshot_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / snapshot_dir.name
+    shutil.copytree(snapshot_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "published_at"}))
+    with pytest.raises(TaskSetError, match="never published.*published snapshots only"):
+        load_task_set(copy, SYNTH)
