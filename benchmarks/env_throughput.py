@@ -26,8 +26,10 @@ operands of sec10k tasks (the only source whose raw tables exist as JSON files);
 operands / expressions / answers of all tasks.
 
 Timing: time.perf_counter_ns() around each tool call (latency); calls/s = calls / wall time of the
-measured phase (includes the harness loop and, every EPISODE_CALLS calls and before every
-submit_answer, an untimed env.reset()). Every phase is warmed up first. With several threads,
+measured phase (includes the harness loop and an untimed env.reset() every EPISODE_CALLS calls, before
+every submit_answer, and whenever a call is about another company than the episode's: the tools answer
+only for the episode's company). A phase in which any call returns an error stops the benchmark: it
+would be measuring error messages. Every phase is warmed up first. With several threads,
 each thread runs calls/threads calls and the wall time spans first start to last finish.
 
 Targets (spec): sql_query p50 < 1 ms and >= 20x the baseline's throughput. PASS/FAIL is printed;
@@ -59,10 +61,12 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from anywhere
 
 import duckdb  # noqa: E402
 
-from rl_assets import sandbox, simple_select  # noqa: E402
-from rl_assets.env import FinQAEnv, load_world  # noqa: E402
+from rl_assets import sandbox  # noqa: E402
+from rl_assets.sandbox import simple_select  # noqa: E402
+from rl_assets.env import FinQAEnv, default_snapshot, load_world  # noqa: E402
 from rl_assets.oracle import load_tasks, operand_query  # noqa: E402
-from rl_assets.snapshot import latest_snapshot, read_manifest  # noqa: E402
+from rl_assets.snapshot import read_manifest  # noqa: E402
+from rl_assets.telemetry import ToolCall  # noqa: E402
 
 TOOLS = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
 TOOL_LABELS = {"sql_query": "sql_query (cold)", "sql_query_cached": "sql_query (GRPO-like, cached)"}
@@ -317,13 +321,23 @@ def percentile(values: list[int], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-# An op is (call, before): `call(ctx)` is timed and returns the tool's text; `before(ctx)` (may be None)
+# An op is (call, before): `call(ctx)` is timed and returns the tool's text; `before(ctx, j, op)` (may be None)
 # runs untimed before it. ctx is the thread's FinQAEnv (or None for the baseline).
 Op = Callable[[Any], Any]
 
 
+@dataclass(frozen=True)
+class CompanyOp:
+    """A tool call about one company: the environment answers only in an episode of that company."""
+    company: str
+    call: Callable[[Any], Any]
+
+    def __call__(self, env: Any) -> Any:
+        return self.call(env)
+
+
 def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list[Op],
-              before: Callable[[Any, int], None] | None, warmup: int,
+              before: Callable[[Any, int, Any], None] | None, warmup: int,
               is_error: Callable[[Any], bool]) -> Measurement:
     """Run `ops` split over `threads` threads (thread i: ops[i::threads]), each with its own context."""
     shares = [ops[i::threads] for i in range(threads)]
@@ -337,10 +351,8 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
             share = shares[i]
             for j, op in enumerate(share[:warmup] if warmup > 0 else []):  # warm-up on the thread's own ops
                 if before is not None:
-                    before(ctx, j)
+                    before(ctx, j, op)
                 op(ctx)
-            if before is not None:
-                before(ctx, -1)
             lat: list[int] = []
             errors = 0
             clock = time.perf_counter_ns
@@ -348,7 +360,7 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
             start = clock()
             for j, op in enumerate(share):
                 if before is not None:
-                    before(ctx, j)
+                    before(ctx, j, op)
                 t0 = clock()
                 out = op(ctx)
                 lat.append(clock() - t0)
@@ -378,13 +390,15 @@ def run_phase(name: str, threads: int, make_ctx: Callable[[int], Any], ops: list
 
 def env_ops(workload: Workload, tool: str) -> list[Op]:
     if tool == "get_descriptions":
-        return [lambda env, c=c: env.get_descriptions(c) for c in workload.descriptions]
+        return [CompanyOp(c, lambda env, c=c: env.get_descriptions(c)) for c in workload.descriptions]
     if tool == "get_table_info":
-        return [lambda env, c=c, t=t: env.get_table_info(c, t) for c, t in workload.table_infos]
+        return [CompanyOp(c, lambda env, c=c, t=t: env.get_table_info(c, t)) for c, t in workload.table_infos]
     if tool == "sql_query":
-        return [lambda env, it=it: env.sql_query(it.world_id, it.table, it.query) for it in workload.sql]
+        return [CompanyOp(it.world_id, lambda env, it=it: env.sql_query(it.world_id, it.table, it.query))
+                for it in workload.sql]
     if tool == "sql_query_cached":
-        return [lambda env, it=it: env.sql_query(it.world_id, it.table, it.query) for it in workload.sql_grpo]
+        return [CompanyOp(it.world_id, lambda env, it=it: env.sql_query(it.world_id, it.table, it.query))
+                for it in workload.sql_grpo]
     if tool == "calculator":
         return [lambda env, e=e: env.calculator(e) for e in workload.expressions]
     if tool == "submit_answer":
@@ -392,11 +406,27 @@ def env_ops(workload: Workload, tool: str) -> list[Op]:
     raise ValueError(tool)
 
 
-def env_before(workload: Workload, tool: str) -> Callable[[Any, int], None]:
+def env_before(workload: Workload, tool: str) -> Callable[[Any, int, Any], None]:
+    """Untimed env.reset(): a new episode every EPISODE_CALLS calls, and whenever a call is about another
+    company than the episode's (the tools answer only for the episode's company)."""
     tasks = workload.tasks
     if tool == "submit_answer":  # only the first submission of an episode counts: a new episode per call
-        return lambda env, j: env.reset(**tasks[j % len(tasks)])
-    return lambda env, j: env.reset(**tasks[j % len(tasks)]) if j % EPISODE_CALLS == 0 else None
+        return lambda env, j, _op: env.reset(**tasks[j % len(tasks)])
+    task_of: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        task_of.setdefault(t["world_id"], t)
+    episode_company: dict[int, str] = {}  # id(env) -> company of its current episode
+
+    def before(env: Any, j: int, op: Any) -> None:
+        company = getattr(op, "company", None)
+        if company is not None and episode_company.get(id(env)) != company:
+            env.reset(**task_of[company])
+            episode_company[id(env)] = company
+        elif j % EPISODE_CALLS == 0:
+            task = task_of[company] if company is not None else tasks[j % len(tasks)]
+            env.reset(**task)
+            episode_company[id(env)] = task["world_id"]
+    return before
 
 
 def is_env_error(text: Any) -> bool:
@@ -424,7 +454,7 @@ def verify(workload: Workload, raw_dir: Path, snapshot: Path, reference: bool) -
     empty = 0
     ref_mismatches: list[dict[str, Any]] = []
     ref_mismatches_text = 0  # still different after str() of the reference's (type-inferred) values
-    world = env._world
+    world = load_world(snapshot)
     fast_path = sum(
         simple_select.recognise(it.query, it.world_id, it.table, world.tables[it.world_id][it.table].columns,
                                   sandbox.SandboxLimits().max_rows + 1) is not None
@@ -476,22 +506,24 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
     """cProfile n sql_query calls, and time each phase of sandbox.run_query separately (mean µs/call)."""
     env = FinQAEnv(snapshot=snapshot)
     items = workload.sql[:n] if len(workload.sql) >= n else (workload.sql * (n // len(workload.sql) + 1))[:n]
-    for it in items[:100]:
-        env.sql_query(it.world_id, it.table, it.query)
+    ops = env_ops(Workload(workload.tasks, [], [], items, [], []), "sql_query")
+    before = env_before(workload, "sql_query")  # an episode of each call's company (untimed)
+    for j, op in enumerate(ops[:100]):
+        before(env, j, op)
+        op(env)
     prof = cProfile.Profile()
-    prof.enable()
-    for j, it in enumerate(items):
-        if j % EPISODE_CALLS == 0:
-            env.reset(**workload.tasks[0])
-        env.sql_query(it.world_id, it.table, it.query)
-    prof.disable()
+    for j, op in enumerate(ops):
+        before(env, j, op)
+        prof.enable()
+        op(env)
+        prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
     stats.sort_stats("cumulative").print_stats(30)
     stats.sort_stats("tottime").print_stats(20)
 
     phases: dict[str, Any] = {}
-    try:  # private helpers of rl_assets.sandbox: best effort, skipped if they change
+    try:  # the phases of rl_assets.sandbox.run_query through its public functions
         import sqlglot
 
         world = load_world(snapshot)
@@ -503,9 +535,12 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
             phases[label] = {"median_us": round(percentile(lat, 50) / 1e3, 1),
                              "mean_us": round(sum(lat) / len(lat) / 1e3, 1)}
 
-        def timed(label: str, fn: Callable[[Any], Any], args: list[Any] | None = None) -> list[Any]:
+        def timed(label: str, fn: Callable[[Any], Any], args: list[Any] | None = None,
+                  untimed: Callable[[int, Any], None] | None = None) -> list[Any]:
             out, lat = [], []
-            for a in (items if args is None else args):
+            for j, a in enumerate(items if args is None else args):
+                if untimed is not None:
+                    untimed(j, a)
                 t0 = clock()
                 out.append(fn(a))
                 lat.append(clock() - t0)
@@ -513,38 +548,36 @@ def profile_sql(workload: Workload, snapshot: Path, n: int) -> dict[str, Any]:
             return out
 
         cold_env = FinQAEnv(snapshot=snapshot, cache_results=False)
-        cold_env.reset(**workload.tasks[0])
 
         def cold(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
             def call(it: Any) -> Any:
-                sandbox._validate_cached.cache_clear()  # untimed would be nicer; it costs < 1 µs
+                sandbox.clear_validation_cache()  # untimed would be nicer; it costs < 1 µs
                 return fn(it)
             return call
 
         timed("env.sql_query (whole tool call; no result cache, validation memo emptied)",
-              cold(lambda it: cold_env.sql_query(it.world_id, it.table, it.query)))
+              cold(lambda it: cold_env.sql_query(it.world_id, it.table, it.query)),
+              untimed=lambda j, it: before(cold_env, j, CompanyOp(it.world_id, lambda _env: None)))
         timed("sandbox.run_query", cold(lambda it: sandbox.run_query(world.con, it.world_id, it.table, it.query, limits, cols[it])))
         timed("  simple_select.recognise (fast path: DuckDB tokenizer + token checks)",
               lambda it: simple_select.recognise(it.query, it.world_id, it.table, cols[it], limits.max_rows + 1))
         timed("  (for comparison) full sqlglot validation + rewrite + SQL generation",
-              lambda it: sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it], fast_path=False))
+              lambda it: sandbox.validate(it.query, it.world_id, it.table, limits, cols[it], fast_path=False))
         timed("    sqlglot.parse (duckdb dialect)", lambda it: sqlglot.parse(it.query, read="duckdb"))
-        sqls = [sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits, cols[it])[0] for it in items]
-        timed("  _execute (cursor + watchdog + execute + fetch + render)", lambda sql: sandbox._execute(world.con, sql, limits, {}), sqls)
+        sqls = [sandbox.validate(it.query, it.world_id, it.table, limits, cols[it]).sql for it in items]
+        timed("  sandbox.execute (cursor + watchdog + execute + fetch + render)", lambda sql: sandbox.execute(world.con, sql, limits), sqls)
         cur = world.con.cursor()
         results = timed("    DuckDB execute + description + fetchall (reused cursor)",
                         lambda q: ([d[0] for d in cur.execute(q).description], cur.fetchall()), sqls)
         timed("    (floor) DuckDB `SELECT 1` (reused cursor)", lambda _it: cur.execute("SELECT 1").fetchall())
         cur.close()
-        timed("    _render (JSON)", lambda r: sandbox._render(r[0], r[1], limits), results)
+        timed("    sandbox.render (JSON)", lambda r: sandbox.render(r[0], r[1], limits), results)
 
-        def bookkeeping(it: SqlItem) -> None:
-            if len(env._calls) > EPISODE_CALLS:
-                env._calls.clear()
-            env._call("sql_query", {"company_name": it.world_id, "table_name": it.table, "query": it.query},
-                      lambda **kw: ("", None, 0))
+        def bookkeeping(it: SqlItem) -> ToolCall:
+            return ToolCall(step=0, tool="sql_query", ok=True, error_kind=None, latency_ms=0.0, rows=1, chars=10,
+                            arguments={"company_name": it.world_id, "table_name": it.table, "query": it.query})
 
-        timed("  env._call bookkeeping (ToolCall record)", bookkeeping)
+        timed("  telemetry bookkeeping (one ToolCall record)", bookkeeping)
     except Exception as e:  # noqa: BLE001
         phases["error"] = f"{type(e).__name__}: {e}"  # type: ignore[assignment]
     return {"calls": len(items), "cprofile": buf.getvalue(), "phases_us": phases}
@@ -573,7 +606,7 @@ def _break_even_hit_rate(results: dict[str, dict[int, Measurement]], cache_stats
 # ----------------------------------------------------------------------------- main
 def default_snapshot_dir() -> Path | None:
     try:
-        return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", str(REPO_ROOT / "data" / "snapshots")))
+        return default_snapshot()
     except FileNotFoundError:
         return None
 
@@ -595,13 +628,14 @@ def machine_info() -> dict[str, Any]:
         "duckdb": duckdb.__version__,
         "sqlglot": getattr(sqlglot, "__version__", "?"),
         "sqlite": sqlite3.sqlite_version,
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--snapshot", type=Path, default=None,
-                    help="snapshot directory (default: newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots)")
+                    help="snapshot directory (default: the newest published one under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots)")
     ap.add_argument("--raw-dir", type=Path, default=REPO_ROOT / "data" / "raw",
                     help="raw data root holding sec10k_tables/ (default: data/raw)")
     ap.add_argument("--calls", type=int, default=2000, help="measured calls per tool and phase (default 2000)")
@@ -655,11 +689,13 @@ def main(argv: list[str] | None = None) -> int:
         for n in thread_counts:
             # cold sql_query: no result cache, empty validation memo, every query distinct;
             # sql_query_cached: the environment's default result cache, emptied first, GRPO-like workload
-            sandbox._validate_cached.cache_clear()
+            sandbox.clear_validation_cache()
             world.result_cache.clear()
             make = (lambda i: new_env(i, cache=False)) if tool == "sql_query" else new_env
             warmup = 0 if tool.startswith("sql_query") else max(args.warmup // n, 1)
             m = run_phase(tool, n, make, ops, before, warmup, is_env_error)
+            if m.errors:  # every workload call is valid: errors mean the harness measured error messages
+                raise SystemExit(f"{tool} x{n}: {m.errors} of {m.calls} calls returned an error; measurement invalid")
             if tool == "sql_query_cached":
                 c = world.result_cache
                 cache_stats[n] = {"hits": c.hits, "misses": c.misses, "hit_rate": round(c.hits / max(1, c.hits + c.misses), 4)}
@@ -679,8 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ceiling of any DuckDB-backed sql_query on this machine: the SQL the environment would run, already
     # validated, executed and fetched on a reused cursor per thread -- no validation, rendering or env.
     limits = sandbox.SandboxLimits()
-    validated_sql = [sandbox._validate_and_rewrite(it.query, it.world_id, it.table, limits,
-                                                   world.tables[it.world_id][it.table].columns)[0]
+    validated_sql = [sandbox.validate(it.query, it.world_id, it.table, limits,
+                                      world.tables[it.world_id][it.table].columns).sql
                      for it in workload.sql]
     duck_ops = [lambda cur, q=q: cur.execute(q).fetchall() for q in validated_sql]
     duckdb_only: dict[int, Measurement] = {}
@@ -752,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         w(f"\nBreak-even (1 thread, from the two measured workloads): sql_query reaches {SPEEDUP_TARGET:g}× the pandas "
           f"reference once {break_even:.0%} of the queries repeat one already answered.")
     w("\n")
-    w(f"\nFast path (rl_assets.simple_select): {verification['fast_path_queries']} of {verification['distinct_queries']} "
+    w(f"\nFast path (rl_assets.sandbox.simple_select): {verification['fast_path_queries']} of {verification['distinct_queries']} "
       "distinct workload queries recognised without sqlglot.\n")
     w(f"\nVerification: {verification['distinct_queries']} distinct queries run through both paths — "
       f"{verification['mismatches']} cell-text mismatches, {verification['env_errors']} env errors, "

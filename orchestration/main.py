@@ -1,10 +1,17 @@
-"""The main job on local defaults: materialise the whole asset graph and run every check.
+"""The main job on local defaults: materialise what changed in the asset graph and run its checks, then
+evaluate the policies on the test sets (a seeded sample of `DEFAULT_SAMPLE_SIZE` tasks of each) and write
+their reports.
 
     .venv/bin/python -m orchestration.main
 
 Runs in-process against the Dagster instance in $DAGSTER_HOME (default: .dagster_home/ in the
-repository, so `dagster dev` with the same DAGSTER_HOME shows these runs). Exits non-zero if any
-asset or check fails.
+repository, so `dagster dev` with the same DAGSTER_HOME shows these runs). The raw files are observed
+first; only assets whose inputs or code changed since their last materialisation (and everything
+downstream of them) run, so a first run materialises everything and a run on unchanged data does
+nothing (orchestration.incremental). Prints what the raw sources loaded and rejected, raw folders no
+source reads, and every failed or warning check. Exits non-zero if any asset or blocking check fails.
+The evaluation (orchestration.defs.evaluation.run_evaluations) then runs every policy of POLICIES whose
+artifact is there and prints pass@1 per test set and the report of each.
 """
 
 from __future__ import annotations
@@ -23,31 +30,31 @@ def main() -> int:
     import dagster as dg
 
     # importing the definitions re-parses the dbt project first if any of its files changed
+    from orchestration import incremental, paths, report
     from orchestration.definitions import defs
+    from orchestration.defs.evaluation import run_evaluations
 
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+        observed = incremental.observe_sources(defs, instance)
+        if not observed.success:
+            print("\nmain job: FAILED — could not observe the raw files (see the log above)")
+            return 1
+        run_plan = incremental.plan(defs, instance, paths.warehouse_path())
+        result = None if run_plan.up_to_date else incremental.execute(defs, instance, run_plan)
         elapsed = time.perf_counter() - started
+        code = report.print_report(defs, instance, result, run_plan, elapsed, paths.raw_root())
+        if code:
+            return code
 
-        checks = [
-            e.asset_check_evaluation_data
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        ]
-        failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
-        warned = [c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.ERROR]
-        materialized = result.get_asset_materialization_events()
-        print(f"\nmain job: {'SUCCESS' if result.success else 'FAILED'} in {elapsed:.1f}s — "
-              f"{len(materialized)} assets materialised, {len(checks)} checks "
-              f"({len(failed)} failed, {len(warned)} warnings)")
-        for c in failed:
-            print(f"  FAILED check {c.asset_key.to_user_string()}:{c.check_name}")
-        for c in warned:
-            detail = c.metadata.get("rejected_by_reason")
-            print(f"  WARN   check {c.asset_key.to_user_string()}:{c.check_name}"
-                  + (f" {detail.value}" if detail is not None else ""))
-        return 0 if result.success and not failed else 1
+        started = time.perf_counter()
+        outcomes = run_evaluations(defs, instance, log=lambda line: print(f"  {line}"))
+        print(f"\nevaluation in {time.perf_counter() - started:.1f}s:")
+        for o in outcomes:
+            scores = ", ".join(f"{t} {'n/a' if v is None else f'{v:.1%}'}" for t, v in (o.pass_at_1 or {}).items())
+            print(f"  {o.policy}: {o.status}{' — ' + o.detail if o.detail else ''}"
+                  + (f"\n    pass@1: {scores}\n    report: {o.report}" if o.report else ""))
+        return 0 if all(o.status != "failed" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

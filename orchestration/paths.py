@@ -33,7 +33,9 @@ def warehouse_path() -> Path:
 
 
 def snapshots_root() -> Path:
-    return _path("FINQA_RL_SNAPSHOTS_DIR", REPO_ROOT / "data" / "snapshots")
+    from rl_assets.snapshot import snapshots_root as root  # the one definition (FinQAEnv's default uses it too)
+
+    return root()
 
 
 def runs_root() -> Path:

@@ -16,6 +16,9 @@ import sys
 # command -> (module, one-line help). Add a command by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rl_assets.train", "Train a policy on a snapshot: SFT + GRPO, resumable (python -m rl_assets.train)"),
+    "serve": ("rl_assets.serve.cli", "serve the environment over HTTP + WebSocket (OpenEnv-compatible, many sessions)"),
+    "eval": ("rl_assets.evaluation.eval_command", "Evaluate a policy on task sets of a snapshot (episodes + summary into the evaluation store)."),
+    "report": ("rl_assets.evaluation.report_command", "Write the report (markdown + plots) of a policy on a snapshot from the evaluation store."),
 }
 
 

@@ -35,7 +35,8 @@ import duckdb
 
 from rl_assets import calculator as calc
 from rl_assets import grading, sandbox
-from rl_assets.snapshot import WORLD_DB, latest_snapshot, read_manifest
+from rl_assets.snapshot import WORLD_DB, latest_snapshot, read_manifest, snapshots_root
+from rl_assets.snapshot import require_published as check_published
 from rl_assets.telemetry import ToolCall, behaviour_rubric
 
 DESCRIPTION_CHARS = 160  # per table in get_descriptions
@@ -128,9 +129,19 @@ def load_world(snapshot: str | os.PathLike, limits: sandbox.SandboxLimits = sand
         return _WORLDS[key]
 
 
+def close_world(snapshot: str | os.PathLike) -> None:
+    """Forget the World of a snapshot in this process and close its connection (environments still using it
+    break): for a staged snapshot after its oracle check, before it is renamed or deleted."""
+    path = str(Path(snapshot).resolve())
+    with _WORLDS_LOCK:
+        for key in [k for k in _WORLDS if k[0] == path]:
+            _WORLDS.pop(key).con.close()
+
+
 def default_snapshot() -> Path:
-    """The newest snapshot under $FINQA_RL_SNAPSHOTS_DIR (default: data/snapshots)."""
-    return latest_snapshot(os.environ.get("FINQA_RL_SNAPSHOTS_DIR", "data/snapshots"))
+    """The newest *published* snapshot (one that passed its oracle check) under $FINQA_RL_SNAPSHOTS_DIR, else
+    under <repository>/data/snapshots; the same from any current directory."""
+    return latest_snapshot(snapshots_root())
 
 
 class FinQAEnv:
@@ -145,10 +156,12 @@ class FinQAEnv:
         description_chars: int = DESCRIPTION_CHARS,
         splits: Iterable[str] | None = None,
         scope_to_task_company: bool = True,
+        grading_mode: str = "strict",
+        require_published: bool = True,
     ):
         """
         Args:
-            snapshot: snapshot directory (default: the newest under $FINQA_RL_SNAPSHOTS_DIR or data/snapshots).
+            snapshot: a published snapshot directory (default: default_snapshot(), the newest published one).
             limits: sandbox limits for sql_query (rows, characters, time; memory per process and snapshot).
             rel_tol: relative tolerance of the grader.
             cache_results: memoise sql_query results (the world is read-only).
@@ -159,10 +172,21 @@ class FinQAEnv:
                 task of another split raises ValueError. None accepts every split.
             scope_to_task_company: the tools answer only for the episode's company (the task's world_id);
                 any other company is an error (kind "other_company"). False opens the whole world.
+            grading_mode: "strict" (default: what an answer states must agree with the gold) or "reference"
+                (the OpenEnv FinQA reward rule, to compare with published scores); see rl_assets.grading.
+            require_published: refuse a snapshot that has not passed its oracle check (UnpublishedSnapshotError).
+                Only the oracle check itself, which runs before publication, sets it to False.
         """
-        self._world = load_world(snapshot if snapshot is not None else default_snapshot(), limits)
+        if grading_mode not in grading.GRADING_MODES:
+            raise ValueError(f"grading_mode must be one of {grading.GRADING_MODES}, not {grading_mode!r}")
+        if snapshot is None:
+            snapshot = default_snapshot()
+        elif require_published:
+            check_published(snapshot)
+        self._world = load_world(snapshot, limits)
         self._limits = limits
         self._rel_tol = rel_tol
+        self._grading_mode = grading_mode
         self._description_chars = description_chars
         self._splits = frozenset(splits) if splits is not None else None
         self._scope_to_task_company = scope_to_task_company
@@ -204,13 +228,15 @@ class FinQAEnv:
 
     @property
     def report(self) -> dict[str, Any]:
-        """Telemetry and behaviour rubric of the current episode (JSON-serialisable)."""
+        """Telemetry and behaviour rubric of the current episode (JSON-serialisable): task_id, snapshot_hash,
+        reward, grading_mode, rubric, tool_calls."""
         grade = self._grade_answer()
         rubric = behaviour_rubric(self._calls, self._submitted, grade.correct, grade.reason)
         return {
             "task_id": self._task.get("task_id"),
             "snapshot_hash": self._world.snapshot_hash,
             "reward": 1.0 if grade.correct else 0.0,
+            "grading_mode": self._grading_mode,
             "rubric": rubric.asdict(),
             "tool_calls": [c.asdict() for c in self._calls],
         }
@@ -420,6 +446,7 @@ class FinQAEnv:
                     gold_unit=_text_or(self._task.get("gold_unit"), "number"),
                     gold_scale=_text_or(self._task.get("gold_scale"), None),
                     rel_tol=self._rel_tol,
+                    mode=self._grading_mode,
                 )
         return self._grade
 

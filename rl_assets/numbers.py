@@ -32,9 +32,16 @@ Number parsing (``parse_number`` / ``parse_answer``)
 * Non-finite results (``1e999``) are dropped. Dashes, ``n/a`` and empty
   strings contain no number.
 * Light LaTeX clean-up first: ``\\%``, ``\\$``, ``\\text{..}``/``\\mathrm{..}``,
-  ``{,}``, ``\\,`` between digit groups, ``\\left(``/``\\right)``.
+  ``{,}``, ``\\,`` between digit groups, ``\\left(``/``\\right)``, the math delimiters
+  ``\\( \\) \\[ \\]`` and ``$...$`` around a number (``$0.233$`` is 0.233, not an amount).
+* Fractions ``233/1000`` (unsigned plain decimals around one ``/``, no spaces) are
+  read as one number only with ``fractions=True`` (answers): table cells such as
+  ``11/2004`` and ``2/16/2022`` are dates. A chain ``1/2/3`` is not a fraction, and a
+  zero denominator gives no number.
+* ``currency`` records that a currency marker was written (``$5`` states an amount).
 * ``parse_answer`` returns every number, in order. ``parse_number`` returns
-  the FIRST one, or ``None``.
+  the FIRST one, or ``None``. ``parse_exact`` returns the number only when it is
+  the whole text (surrounding whitespace and ``$`` math delimiters aside).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["ParsedNumber", "parse_answer", "parse_number"]
+__all__ = ["ParsedNumber", "parse_answer", "parse_exact", "parse_number"]
 
 @dataclass(frozen=True)
 class ParsedNumber:
@@ -51,6 +58,7 @@ class ParsedNumber:
     bare: float  # the number as written, without scale word (1.2)
     is_percent: bool  # written with % / 'percent' / 'pct'
     scale: float  # 1, 1e3, 1e6, 1e9, 1e12
+    currency: bool = False  # written with a currency marker ($, USD, EUR, ...)
 
 
 _SCALE_WORDS = {
@@ -62,8 +70,7 @@ _SCALE_WORDS = {
 
 _MINUS_CHARS = "-\u2212"
 
-_NUMBER_RE = re.compile(
-    r"""
+_NUMBER_PATTERN = r"""
     (?<![\w.])                                   # not glued to a word/number
     (?P<open>\(\s*)?
     (?P<sign1>[-+\u2212]\s*)?
@@ -71,7 +78,8 @@ _NUMBER_RE = re.compile(
     (?P<open2>\(\s*)?
     (?P<sign2>[-+\u2212]\s*)?
     (?P<num>
-        \d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?       # 1,234,567.89
+        {fraction}
+        \d{{1,3}}(?:,\d{{3}})+(?!\d)(?:\.\d+)?       # 1,234,567.89
       | \d+(?:\.\d+)?                            # 1234.5
       | \.\d+                                    # .5
     )
@@ -80,9 +88,11 @@ _NUMBER_RE = re.compile(
                    |mm|mn|bn|tn|k|m|b|t)\b)?
     (?:\s*(?P<pct>%|percentage\s+points?\b|percent\b|per\s?cent\b|pct\b|pp\b))?
     (?P<close>\s*\))?
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
+    """
+# 233/1000: one slash between plain decimals, not part of a chain such as a date 2/16/2022
+_FRACTION = r"(?<!/)(?P<fraction>\d+(?:\.\d+)?/\d+(?:\.\d+)?)(?!\d|\.\d|[eE][-+]?\d|/\d) |"
+_NUMBER_RE = re.compile(_NUMBER_PATTERN.format(fraction=""), re.IGNORECASE | re.VERBOSE)
+_NUMBER_OR_FRACTION_RE = re.compile(_NUMBER_PATTERN.format(fraction=_FRACTION), re.IGNORECASE | re.VERBOSE)
 
 _YEAR_LABEL_RE = re.compile(r"\s*:")
 
@@ -91,8 +101,12 @@ _LATEX_SUBS = [
     (re.compile(r"\\left\s*([()\[\]])"), r"\1"),
     (re.compile(r"\\right\s*([()\[\]])"), r"\1"),
     (re.compile(r"(?<=\d)(?:\{,\}|\\,)(?=\d{3}(?!\d))"), ","),
+    (re.compile(r"\\[()\[\]]"), " "),  # \( \) \[ \] math delimiters
     (re.compile(r"\\%"), "%"),
     (re.compile(r"\\\$"), "$"),
+    # $...$ math delimiters around a number ('$0.233$', '$30.6%$'): a '$' right after a digit or '%'
+    # closes math mode, so neither it nor its opening '$' is a currency marker
+    (re.compile(r"\$\$?([^$]*?[\d%])\$\$?"), r" \1 "),
     (re.compile(r"\\[,;:! ]"), " "),
 ]
 
@@ -107,24 +121,37 @@ def _clean(text: str) -> str:
     return text
 
 
-def parse_answer(text: str) -> list[ParsedNumber]:
+def parse_answer(text: str, fractions: bool = False) -> list[ParsedNumber]:
     """All numbers in an answer, in order (see the module docstring for rules)."""
+    return [p for p, _, _ in _numbers(text, fractions)]
+
+
+def _numbers(text: str, fractions: bool) -> list[tuple[ParsedNumber, int, int]]:
+    """(number, start, end) for every number of ``text`` after the LaTeX clean-up, positions in that text."""
     if not isinstance(text, str) or not text:
         return []
     text = _clean(text)
-    out: list[ParsedNumber] = []
-    for m in _NUMBER_RE.finditer(text):
+    out: list[tuple[ParsedNumber, int, int]] = []
+    pattern = _NUMBER_OR_FRACTION_RE if fractions else _NUMBER_RE
+    for m in pattern.finditer(text):
         num = m.group("num")
+        fraction = m.groupdict().get("fraction")
         plain = not (m.group("sign1") or m.group("sign2") or m.group("cur")
                      or m.group("exp") or m.group("scale") or m.group("pct")
                      or m.group("open") or m.group("open2"))
         if plain and len(num) == 4 and num.isdigit() and _YEAR_LABEL_RE.match(text, m.end()):
             continue  # '2019: 5.0' -> the year is a label
 
-        try:
-            bare = float(num.replace(",", "") + (m.group("exp") or ""))
-        except ValueError:  # pragma: no cover - the regex only yields valid floats
-            continue
+        if fraction:
+            numerator, denominator = (float(x) for x in fraction.split("/"))
+            if denominator == 0:
+                continue  # '1/0' is no number
+            bare = numerator / denominator
+        else:
+            try:
+                bare = float(num.replace(",", "") + (m.group("exp") or ""))
+            except ValueError:  # pragma: no cover - the regex only yields valid floats
+                continue
         signs = (m.group("sign1") or "") + (m.group("sign2") or "")
         has_minus = any(ch in _MINUS_CHARS for ch in signs)
         in_parens = bool((m.group("open") or m.group("open2")) and m.group("close"))
@@ -136,9 +163,31 @@ def parse_answer(text: str) -> list[ParsedNumber]:
         value = bare * scale
         if not (math.isfinite(bare) and math.isfinite(value)):
             continue
-        out.append(ParsedNumber(value=value, bare=bare,
-                                is_percent=m.group("pct") is not None, scale=scale))
+        number = ParsedNumber(value=value, bare=bare, is_percent=m.group("pct") is not None,
+                              scale=scale, currency=m.group("cur") is not None)
+        out.append((number, m.start(), m.end()))
     return out
+
+
+def parse_exact(text: str, fractions: bool = True) -> ParsedNumber | None:
+    """The number that is the whole of ``text``, or None.
+
+    Whitespace and ``$`` (LaTeX math delimiters such as ``$0.233$``) around it are allowed; any other
+    text (a word, a second number, an unclosed parenthesis) gives None. '$1,234' -> 1234, '(77)' -> -77,
+    '6.28%' -> 6.28 (percent), '233/1000' -> 0.233, 'about 5' -> None, '5 and 6' -> None.
+    """
+    if not isinstance(text, str):
+        return None
+    found = _numbers(text, fractions)
+    if len(found) != 1:
+        return None
+    number, start, end = found[0]
+    cleaned = _clean(text)
+    if cleaned[:start].strip(" \t\n$") or cleaned[end:].strip(" \t\n$"):
+        return None
+    if cleaned.count("(", start, end) != cleaned.count(")", start, end):
+        return None  # '(5' opens a parenthesis it never closes
+    return number
 
 
 def parse_number(text: str) -> ParsedNumber | None:

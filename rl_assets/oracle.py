@@ -6,6 +6,10 @@ TAT-QA derivation, or the FinQA program step by step) and submits it. A task the
 is a curation bug (a gold spec that does not match the world), reported with its reason.
 
 `evaluate_oracle(snapshot)` runs it over every task and reports the pass rate per task set.
+`check_and_publish(staged)` is a snapshot's blocking check: it publishes a staged snapshot
+(rl_assets.snapshot) only when every task set passes at >= MIN_PASS_RATE, with the result (and the
+tasks it could not solve, with reasons) in the manifest; otherwise it deletes the staged copy and raises
+SnapshotCheckFailed.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from typing import Any, Callable, Iterable
 
 import duckdb
 
-from rl_assets import grading
-from rl_assets.env import FinQAEnv
+from rl_assets import grading, programs
+from rl_assets.env import FinQAEnv, close_world
+from rl_assets.snapshot import Snapshot, discard_staged, is_published, publish_snapshot
+from rl_assets.versioning import code_version, module_closure
 
-NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
-FINQA_OPS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "exp": "**"}
 TASK_SETS = ("single_table", "multi_table")
+MIN_PASS_RATE = 0.98  # per task set, for a snapshot to be published
 
 
 class OracleFailure(Exception):
@@ -91,11 +96,15 @@ def _solve(env: FinQAEnv, task: dict[str, Any]) -> str:
         expression = re.sub(r"\ba(\d+)\b", lambda m: f"({values[int(m.group(1))]!r})", task["gold_expression"])
         return _calculate(env, expression)
     by_literal = _values_by_literal(operands, values)
-    if kind == "tatqa_derivation":
-        expression = NUMBER_TOKEN.sub(lambda m: by_literal.get(_number(m.group(0)), m.group(0)), task["gold_expression"])
-        return _calculate(env, expression)
-    if kind == "finqa_program":
-        return _run_finqa_program(env, task["gold_expression"], by_literal)
+    resolve = lambda number: by_literal.get(number.magnitude)  # noqa: E731 - literal -> fetched value
+    try:
+        if kind == "tatqa_derivation":
+            derivation = programs.parse_derivation(task["gold_expression"], task.get("gold_scale"))
+            return _calculate(env, derivation.to_calculator(resolve))
+        if kind == "finqa_program":
+            return _run_finqa_program(env, programs.parse_finqa_program(task["gold_expression"]), resolve)
+    except programs.ProgramError as e:
+        raise OracleFailure("unsupported_program", f"{task['gold_expression']}: {e}") from None
     raise OracleFailure("unknown_program_kind", kind)
 
 
@@ -120,13 +129,14 @@ def _fetch(env: FinQAEnv, company: str, op: dict[str, Any]) -> float:
     return parsed.value
 
 
-def _number(token: str) -> float:
-    return abs(float(token.replace(",", "")))
-
-
-def _values_by_literal(operands: list[dict[str, Any]], values: list[float]) -> dict[float, str]:
-    """Literal number in the gold program -> the value fetched through the tools (as text, no sign)."""
-    return {_number(op["literal"].lstrip("-").rstrip("%")): repr(abs(v)) for op, v in zip(operands, values)}
+def _values_by_literal(operands: list[dict[str, Any]], values: list[float]) -> dict[float, float]:
+    """|number as written in the gold program| -> |value fetched through the tools| (the program keeps the sign)."""
+    out: dict[float, float] = {}
+    for op, value in zip(operands, values):
+        magnitude = programs.number_magnitude(op["literal"])
+        if magnitude is not None:
+            out[magnitude] = abs(value)
+    return out
 
 
 def _calculate(env: FinQAEnv, expression: str) -> str:
@@ -136,29 +146,13 @@ def _calculate(env: FinQAEnv, expression: str) -> str:
     return output
 
 
-def _run_finqa_program(env: FinQAEnv, program: str, by_literal: dict[float, str]) -> str:
+def _run_finqa_program(env: FinQAEnv, program: programs.FinQAProgram, resolve) -> str:
+    """Each step through the calculator, earlier results fed in as the calculator printed them."""
     results: list[str] = []
-    for step in re.findall(r"(\w+)\(([^)]*)\)", program):
-        op, args_text = step
-        args = [a.strip() for a in args_text.split(",")]
-        if op not in FINQA_OPS or len(args) != 2:
-            raise OracleFailure("unsupported_program", program)
-        resolved = []
-        for arg in args:
-            if arg.startswith("#"):
-                resolved.append(f"({results[int(arg[1:])]})")
-            elif arg.startswith("const_"):
-                resolved.append("(-1)" if arg == "const_m1" else arg[len("const_"):])
-            else:
-                negative = arg.startswith("-")
-                literal = by_literal.get(_number(arg.lstrip("-").rstrip("%")))
-                value = literal if literal is not None else arg.rstrip("%")  # an allowed constant
-                if arg.endswith("%") and literal is not None:
-                    value = f"{value}%"
-                resolved.append(f"(-{value})" if negative else f"({value})")
-        results.append(_calculate(env, f"{resolved[0]} {FINQA_OPS[op]} {resolved[1]}"))
+    for index in range(len(program.steps)):
+        results.append(_calculate(env, program.step_expression(index, results, resolve)))
     if not results:
-        raise OracleFailure("unsupported_program", program)
+        raise OracleFailure("unsupported_program", program.text)
     return results[-1]
 
 
@@ -170,6 +164,63 @@ class OracleReport:
 
     def passed(self, min_rate: float) -> bool:
         return all(s["pass_rate"] >= min_rate for s in self.task_sets.values() if s["tasks"])
+
+    def manifest_record(self, min_pass_rate: float, checked_code_version: str) -> dict[str, Any]:
+        """The check result as a snapshot manifest records it (`oracle`)."""
+        tasks = sum(s["tasks"] for s in self.task_sets.values())
+        return {
+            "passed": self.passed(min_pass_rate),
+            "min_pass_rate": min_pass_rate,
+            "task_sets": self.task_sets,
+            "by_source": self.by_source,
+            "solved": tasks - len(self.failures),
+            "unsolved_count": len(self.failures),
+            "unsolved": [{"task_id": f["task_id"], "reason": f["reason"], "detail": f["detail"]} for f in self.failures],
+            "code_version": checked_code_version,
+        }
+
+
+class SnapshotCheckFailed(Exception):
+    """A snapshot's oracle check did not pass: a staged snapshot was deleted, never published."""
+
+    def __init__(self, snapshot: Snapshot, report: OracleReport, record: dict[str, Any]):
+        rates = ", ".join(f"{name} {s['pass_rate']:.4f} ({s['passed']}/{s['tasks']})" for name, s in report.task_sets.items())
+        reasons = Counter(f["reason"] for f in report.failures).most_common(5)
+        state = ("it stays published (published snapshots are immutable): fix the code or the data"
+                 if snapshot.published else "it was not published and its staged copy was deleted")
+        super().__init__(
+            f"snapshot {snapshot.hash} fails its oracle check (pass rate per task set: {rates}; "
+            f"required >= {record['min_pass_rate']}); most common reasons: {reasons}; {state}"
+        )
+        self.snapshot = snapshot
+        self.report = report
+        self.record = record
+
+
+def snapshot_code_version() -> str:
+    """Code version of everything that writes and checks a snapshot (snapshot, oracle and what they use)."""
+    return code_version(*module_closure("rl_assets.snapshot", "rl_assets.oracle"))
+
+
+def check_and_publish(
+    snapshot: Snapshot,
+    min_pass_rate: float = MIN_PASS_RATE,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Snapshot, OracleReport, dict[str, Any]]:
+    """Run the oracle on a staged snapshot and publish it when it passes: (published snapshot, report, record).
+
+    An already published snapshot (same content exported again) is checked again under the current code
+    and returned as it is. Raises SnapshotCheckFailed when a task set falls below `min_pass_rate`.
+    """
+    report = evaluate_oracle(snapshot.path, progress=progress)
+    record = report.manifest_record(min_pass_rate, snapshot_code_version())
+    if not record["passed"]:
+        if not snapshot.published:
+            discard_staged(snapshot)
+        raise SnapshotCheckFailed(snapshot, report, record)
+    if snapshot.published:
+        return snapshot, report, record
+    return publish_snapshot(snapshot, record), report, record
 
 
 def load_tasks(snapshot: str | Path) -> list[dict[str, Any]]:
@@ -186,8 +237,11 @@ def evaluate_oracle(
     progress: Callable[[str], None] | None = None,
     progress_every: int = 1000,
 ) -> OracleReport:
-    """Run the oracle on every task (default: all tasks of the snapshot); `progress` gets a line every N tasks."""
-    env = FinQAEnv(snapshot=snapshot)
+    """Run the oracle on every task (default: all tasks of the snapshot); `progress` gets a line every N tasks.
+
+    Works on a staged snapshot too (the check runs before publication)."""
+    published = is_published(snapshot)
+    env = FinQAEnv(snapshot=snapshot, require_published=False)
     totals: dict[str, Counter] = defaultdict(Counter)
     sources: dict[str, Counter] = defaultdict(Counter)
     report = OracleReport()
@@ -211,4 +265,6 @@ def evaluate_oracle(
                                   "pass_rate": c["passed"] / c["tasks"] if c["tasks"] else 1.0}
     for name, c in sorted(sources.items()):
         report.by_source[name] = {"tasks": c["tasks"], "passed": c["passed"], "pass_rate": c["passed"] / c["tasks"]}
+    if not published:
+        close_world(snapshot)  # a staged directory is renamed or deleted next
     return report

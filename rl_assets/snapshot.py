@@ -1,17 +1,25 @@
-"""Immutable environment snapshots: the curated marts exported as Parquet, named by content hash.
+"""Immutable environment snapshots: the curated marts exported as Parquet, named by content hash,
+published only after their oracle check passed.
 
-A snapshot directory `<snapshots_root>/<hash>/` holds:
+A published snapshot `<snapshots_root>/<hash>/` holds:
 
 - `world_tables.parquet`, `world_cells.parquet`, `tasks.parquet`: the marts, rows in a fixed order;
 - `world.duckdb`: derived from world_cells, one schema per world and one real relational table per
   world table (all columns VARCHAR cell text), which the environment opens read-only;
-- `manifest.json`: hash, creation time, row counts, task counts, file checksums, and the data
-  versions of the sources it was built from.
+- `manifest.json`: hash, creation and publication time, row counts, task counts, file checksums, the
+  lineage (data versions of its inputs and sources, code version) and the result of its oracle check
+  (`oracle`: pass rates per task set, solved / unsolved counts, `unsolved` = [{task_id, reason, detail}]).
 
-The hash is the SHA-256 over the three Parquet files' names and checksums (the derived DuckDB file,
-creation time and source versions are not part of it), so exporting unchanged marts gives the same
-hash and the same directory. A directory, once written, is never modified: training and evaluation
-read snapshots only, never the live warehouse.
+The hash is the SHA-256 over the format version and the three Parquet files' names and checksums (the
+derived DuckDB file, times, lineage and check result are not part of it), so exporting unchanged marts
+gives the same hash and the same directory.
+
+Publication: `stage_snapshot` writes everything into `<snapshots_root>/.staging/<hash>-<token>/`, which
+nothing but the oracle check reads (`rl_assets.oracle.check_and_publish`); `publish_snapshot` writes the
+check result into the manifest and renames the directory to `<snapshots_root>/<hash>` in one atomic step.
+A snapshot that fails its check is deleted from staging and never published. A published directory is
+never modified. `read_tasks`, `rl_assets.env.FinQAEnv` and `latest_snapshot` (so `default_snapshot()`)
+refuse or skip anything that is not published.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from typing import Any, Iterable
 
 import duckdb
 
-FORMAT_VERSION = 1
+from rl_assets.versioning import REPO_ROOT
+
+FORMAT_VERSION = 2  # 2: published only after the oracle check, with the check result in the manifest
 # mart -> ORDER BY that fixes the row order (and so the Parquet bytes)
 SNAPSHOT_TABLES: dict[str, str] = {
     "world_tables": "world_id, table_name",
@@ -37,6 +47,12 @@ SNAPSHOT_TABLES: dict[str, str] = {
 }
 WORLD_DB = "world.duckdb"
 MANIFEST = "manifest.json"
+STAGING = ".staging"
+SNAPSHOTS_DIR_VAR = "FINQA_RL_SNAPSHOTS_DIR"
+
+
+class UnpublishedSnapshotError(ValueError):
+    """A snapshot directory that has not passed its oracle check (or is no snapshot at all)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,15 @@ class Snapshot:
     path: Path
     hash: str
     manifest: dict[str, Any]
-    created: bool  # False when an identical snapshot already existed
+    created: bool  # False when an identical snapshot already existed (published)
+    published: bool  # False while it waits in staging for its oracle check
+
+
+def snapshots_root() -> Path:
+    """$FINQA_RL_SNAPSHOTS_DIR (a relative value is taken from the current directory), else
+    <repository>/data/snapshots: never dependent on the current directory by default."""
+    value = os.environ.get(SNAPSHOTS_DIR_VAR)
+    return Path(value).expanduser().resolve() if value else REPO_ROOT / "data" / "snapshots"
 
 
 def _sha256(path: Path) -> str:
@@ -55,16 +79,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_snapshot(
+def stage_snapshot(
     warehouse_path: str | os.PathLike,
     snapshots_root: str | os.PathLike,
-    source_data_versions: dict[str, str] | None = None,
+    lineage: dict[str, Any] | None = None,
     schema: str = "marts",
 ) -> Snapshot:
-    """Export the marts of `warehouse_path` (read-only) into a content-addressed snapshot directory."""
+    """Export the marts of `warehouse_path` (read-only) into a staging directory, ready for its check.
+
+    Returns the already published snapshot instead (`published=True, created=False`) when one with the
+    same content exists. `lineage` (e.g. source_data_versions, upstream_data_versions, code_version)
+    goes into the manifest as is.
+    """
     root = Path(snapshots_root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    (root / STAGING).mkdir(parents=True, exist_ok=True)
+    tmp = root / STAGING / f"tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         files: dict[str, dict[str, Any]] = {}
@@ -86,7 +115,8 @@ def export_snapshot(
         snapshot_hash = digest.hexdigest()[:16]
         final = root / snapshot_hash
         if final.exists():
-            return Snapshot(final, snapshot_hash, read_manifest(final), created=False)
+            require_published(final)  # a directory named like a snapshot that is not one: stop, say why
+            return Snapshot(final, snapshot_hash, read_manifest(final), created=False, published=True)
 
         build_world_db(tmp / "world_cells.parquet", tmp / "world_tables.parquet", tmp / WORLD_DB)
         manifest = {
@@ -98,18 +128,81 @@ def export_snapshot(
             "task_counts": [
                 {"source": s, "question_type": q, "split": sp, "tasks": n} for s, q, sp, n in task_counts
             ],
-            "source_data_versions": dict(sorted((source_data_versions or {}).items())),
+            **{key: lineage[key] for key in sorted(lineage or {})},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        try:
-            tmp.rename(final)
-        except OSError:  # another process created the same snapshot first
-            if not final.exists():
-                raise
-        return Snapshot(final, snapshot_hash, read_manifest(final), created=True)
+        staged = root / STAGING / f"{snapshot_hash}-{uuid.uuid4().hex[:8]}"
+        tmp.rename(staged)
+        return Snapshot(staged, snapshot_hash, manifest, created=True, published=False)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_snapshot(staged: Snapshot, oracle: dict[str, Any]) -> Snapshot:
+    """Record the passed oracle check in the staged manifest and move the directory to `<root>/<hash>`.
+
+    Atomic (one rename) and idempotent: when another process published the same snapshot first, the
+    staged copy is dropped and that one is returned. Raises ValueError for a check that did not pass
+    (use `discard_staged`).
+    """
+    if staged.published:
+        raise ValueError(f"{staged.path} is already published")
+    if oracle.get("passed") is not True:
+        raise ValueError(f"snapshot {staged.hash} did not pass its oracle check; it cannot be published")
+    final = staged.path.parent.parent / staged.hash
+    manifest = {**staged.manifest, "oracle": oracle,
+                "published_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (staged.path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    try:
+        staged.path.rename(final)
+    except OSError:  # another process published the same snapshot first
+        if not final.exists():
+            raise
+        shutil.rmtree(staged.path, ignore_errors=True)
+        return Snapshot(final, staged.hash, read_manifest(final), created=False, published=True)
+    return Snapshot(final, staged.hash, manifest, created=True, published=True)
+
+
+def discard_staged(staged: Snapshot) -> None:
+    """Delete a staged snapshot (one that failed its check). A published snapshot is never deleted."""
+    if staged.published or staged.path.parent.name != STAGING:
+        raise ValueError(f"{staged.path} is not a staged snapshot")
+    shutil.rmtree(staged.path, ignore_errors=True)
+
+
+def publication_problem(snapshot_dir: str | os.PathLike) -> str | None:
+    """Why `snapshot_dir` is not a published snapshot, or None when it is one."""
+    path = Path(snapshot_dir)
+    if not (path / MANIFEST).is_file():
+        return f"{path} has no {MANIFEST}: not a snapshot directory"
+    if path.parent.name == STAGING:
+        return f"{path} is staged and waits for its oracle check"
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError) as e:
+        return f"{path / MANIFEST} cannot be read: {e}"
+    oracle = manifest.get("oracle")
+    if not isinstance(oracle, dict) or oracle.get("passed") is not True or not manifest.get("published_at"):
+        return f"{path} was never published: its manifest records no passed oracle check"
+    if manifest.get("snapshot_hash") != path.name:
+        return f"{path} is not named by its content hash {manifest.get('snapshot_hash')!r}"
+    return None
+
+
+def is_published(snapshot_dir: str | os.PathLike) -> bool:
+    return publication_problem(snapshot_dir) is None
+
+
+def require_published(snapshot_dir: str | os.PathLike) -> Path:
+    """`snapshot_dir` as a Path; raises UnpublishedSnapshotError (saying why) unless it is published."""
+    problem = publication_problem(snapshot_dir)
+    if problem is not None:
+        raise UnpublishedSnapshotError(
+            f"{problem}. Training and evaluation use published snapshots only: materialise the "
+            "environment_snapshot asset (its oracle check publishes it) or pick one under the snapshots root."
+        )
+    return Path(snapshot_dir)
 
 
 def build_world_db(world_cells_parquet: Path, world_tables_parquet: Path, out: Path) -> None:
@@ -148,12 +241,17 @@ def read_manifest(snapshot_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def latest_snapshot(snapshots_root: str | os.PathLike) -> Path:
-    """The most recently created snapshot under `snapshots_root` (by manifest creation time)."""
+    """The most recently published snapshot under `snapshots_root` (by publication time, then name).
+
+    Staged and unpublished directories are skipped."""
     root = Path(snapshots_root)
-    candidates = [p for p in root.iterdir() if (p / MANIFEST).exists()] if root.exists() else []
+    candidates = [p for p in root.iterdir() if p.is_dir() and is_published(p)] if root.exists() else []
     if not candidates:
-        raise FileNotFoundError(f"no snapshot under {root}: materialise the environment_snapshot asset first")
-    return max(candidates, key=lambda p: (read_manifest(p)["created_at"], p.name))
+        raise FileNotFoundError(
+            f"no published snapshot under {root}: materialise the environment_snapshot asset first "
+            "(a snapshot is published once its oracle check passes)"
+        )
+    return max(candidates, key=lambda p: (read_manifest(p)["published_at"], p.name))
 
 
 def read_tasks(
@@ -165,10 +263,11 @@ def read_tasks(
     """The tasks training and evaluation may use, as dicts ordered by task_id.
 
     Tasks the snapshot's oracle check could not solve (manifest `oracle.unsolved`, each with its reason)
-    are left out. `splits` / `question_types` / `sources` filter when given.
+    are left out. `splits` / `question_types` / `sources` filter when given. Raises
+    UnpublishedSnapshotError for a snapshot that is not published.
     """
-    snapshot = Path(snapshot)
-    unsolved = {u["task_id"] for u in read_manifest(snapshot).get("oracle", {}).get("unsolved", [])}
+    snapshot = require_published(snapshot)
+    unsolved = {u["task_id"] for u in read_manifest(snapshot)["oracle"].get("unsolved", [])}
     filters, params = [], []
     for column, values in (("split", splits), ("question_type", question_types), ("source", sources)):
         if values is not None:

@@ -26,6 +26,10 @@ Rubric fields
     inspected_schema_before_query   every table queried with sql_query had get_table_info called on it before its
                                     first query; None if no sql_query
     hallucinated_identifiers        calls that named a company, table or column that does not exist
+    other_company_calls             calls that named an existing company other than the episode's (error kind
+                                    other_company): a discipline failure like a hallucinated identifier, counted
+                                    apart because the name is real: the agent wandered off its task (or tried
+                                    to read another company's, possibly held-out, tables)
     recovered_after_error           after the last failed call, a later call of the same tool succeeded;
                                     None if no call failed
     redundant_calls                 calls repeating an earlier call's tool and arguments exactly
@@ -44,6 +48,7 @@ from typing import Any
 
 LISTING_TOOLS = ("get_descriptions",)
 HALLUCINATION_KINDS = frozenset({"unknown_company", "unknown_table", "unknown_column"})
+OFF_TASK_KINDS = frozenset({"other_company"})
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Rubric:
     listed_tables_before_query: bool | None = None
     inspected_schema_before_query: bool | None = None
     hallucinated_identifiers: int = 0
+    other_company_calls: int = 0
     recovered_after_error: bool | None = None
     redundant_calls: int = 0
     rows_pulled: int = 0
@@ -124,6 +130,7 @@ def behaviour_rubric(
         listed_tables_before_query=listed,
         inspected_schema_before_query=inspected,
         hallucinated_identifiers=sum(1 for c in calls if c.error_kind in HALLUCINATION_KINDS),
+        other_company_calls=sum(1 for c in calls if c.error_kind in OFF_TASK_KINDS),
         recovered_after_error=recovered,
         redundant_calls=redundant,
         rows_pulled=sum(c.rows for c in queries),

@@ -2,13 +2,16 @@
 
 `code_version(*modules)` hashes the source files of the given modules or packages (a package: every
 `.py` file under it), so an asset's code version changes exactly when the code that computes it
-changes. `git_commit()` names the checkout a run came from (None outside a git checkout).
+changes; `module_closure(*modules)` adds every project module they import. `git_commit()` names the
+checkout a run came from (None outside a git checkout).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
+import importlib.util
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -49,3 +52,50 @@ def git_commit(cwd: str | Path = REPO_ROOT) -> str | None:
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def module_closure(*modules: str, package: str = "rl_assets") -> list[str]:
+    """The given modules and every module of `package` they import, directly or not, sorted.
+
+    Read from the source (`ast`), without importing: `code_version(*module_closure("rl_assets.oracle"))`
+    changes when the oracle or anything of the package it uses changes, and not otherwise. The root
+    package itself is never in the list (its code version would be every file of it).
+    """
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        seen.add(name)
+        is_package = spec.submodule_search_locations is not None
+        tree = ast.parse(Path(spec.origin).read_text(), filename=spec.origin)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.split(".")[0] == package)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from .x import y / from . import y
+                    base = name if is_package else name.rsplit(".", 1)[0]
+                    for _ in range(node.level - 1):
+                        base = base.rsplit(".", 1)[0]
+                    target = f"{base}.{node.module}" if node.module else base
+                else:
+                    target = node.module or ""
+                if target.split(".")[0] != package:
+                    continue
+                if target != package:  # the root package: only the modules named (hashing it is everything)
+                    todo.append(target)
+                for alias in node.names:  # 'from rl_assets import grading' names a module
+                    if importlib.util.find_spec(target) and _is_module(f"{target}.{alias.name}"):
+                        todo.append(f"{target}.{alias.name}")
+    return sorted(seen)
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

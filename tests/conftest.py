@@ -72,6 +72,12 @@ def run_main_job():
 
 
 @pytest.fixture(scope="session")
+def rebuilt(run_main_job, tmp_path_factory) -> PipelineRun:
+    """A second, independent run of the main job (its own warehouse, snapshots and instance)."""
+    return run_main_job(tmp_path_factory.mktemp("rebuilt"))
+
+
+@pytest.fixture(scope="session")
 def marts(pipeline):
     """Read-only connection to the pipeline's warehouse."""
     import duckdb
@@ -83,7 +89,7 @@ def marts(pipeline):
 
 @pytest.fixture(scope="session")
 def snapshot_dir(pipeline) -> Path:
-    """The environment snapshot the main job exported."""
+    """The environment snapshot the main job exported and published."""
     from rl_assets.snapshot import latest_snapshot
 
     return latest_snapshot(pipeline.snapshots_root)
@@ -128,3 +134,62 @@ def tiny_tokenizer(oracle_conversations, snapshot_dir):
     corpus = tokenizer_corpus([c for _, c in oracle_conversations], tools)
     companies = sorted({t["world_id"] for t, _ in oracle_conversations})
     return train_tokenizer(corpus, tiny.vocab_size, tiny.max_token_length, forbidden_words=companies)
+@dataclass
+class S3Server:
+    endpoint_url: str
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 API: moto in server mode, a separate process on loopback, for the whole session."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {process.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"moto server on {endpoint} did not answer within 60 s; see {log.name}")
+                time.sleep(0.1)
+        yield S3Server(endpoint)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, request):
+    """A fresh bucket on the session's S3 server, with test credentials in the environment."""
+    import re
+    import uuid
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    s3_server.client().create_bucket(Bucket=name)
+    return name

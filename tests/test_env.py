@@ -190,14 +190,23 @@ def test_table_listing_can_be_names_only_to_save_completion_tokens(snapshot_dir,
 
 def test_tools_answer_only_for_the_episode_company(env, tasks):
     task = _task(tasks, source="sec10k", analytic_type="lookup")
-    other = next(t for t in tasks if t["world_id"] != task["world_id"])
+    other = next(t for t in tasks if t["world_id"] != task["world_id"] and t["split"] == "test")  # a held-out company
+    op = json.loads(other["gold_operands"])[0]
     env.reset(**task)
     assert not env.get_descriptions(task["world_id"]).startswith("Error")
-    refused = env.get_descriptions(other["world_id"])
-    assert refused.startswith("Error") and task["world_id"] in refused
-    op = json.loads(other["gold_operands"])[0]
-    assert env.sql_query(other["world_id"], op["table"], "SELECT 1 LIMIT 1").startswith("Error")
-    assert [c.error_kind for c in env.tool_calls[1:]] == ["other_company", "other_company"]
+    refused = [
+        env.get_descriptions(other["world_id"]),
+        env.get_table_info(other["world_id"].upper(), op["table"]),  # any spelling of the company
+        env.sql_query(other["world_id"], op["table"], operand_query(op)),
+    ]
+    for text in refused:
+        assert text.startswith("Error") and repr(task["world_id"]) in text
+        assert op["table"] not in text and op["cell_text"] not in text  # nothing of the other company leaks
+    assert [c.error_kind for c in env.tool_calls[1:]] == ["other_company"] * 3
+    rubric = env.report["rubric"]
+    assert rubric["other_company_calls"] == 3 and rubric["hallucinated_identifiers"] == 0 and rubric["errors"] == 3
+    env.reset(**other)  # the next episode is about that company: now it answers
+    assert op["cell_text"] in env.sql_query(other["world_id"], op["table"], operand_query(op))
 
 
 def test_an_unscoped_environment_answers_for_any_company(snapshot_dir, tasks):
@@ -210,10 +219,18 @@ def test_an_unscoped_environment_answers_for_any_company(snapshot_dir, tasks):
 
 def test_a_training_environment_refuses_tasks_of_other_splits(snapshot_dir, tasks):
     env = FinQAEnv(snapshot=snapshot_dir, splits=("train",))
-    env.reset(**next(t for t in tasks if t["split"] == "train"))
-    held_out = next(t for t in tasks if t["split"] == "test")
-    with pytest.raises(ValueError, match="split 'test'"):
-        env.reset(**held_out)
+    train_task = next(t for t in tasks if t["split"] == "train")
+    env.reset(**train_task)
+    for split in ("val", "test"):
+        held_out = next(t for t in tasks if t["split"] == split)
+        with pytest.raises(ValueError, match=f"split '{split}'"):
+            env.reset(**held_out)
+    with pytest.raises(ValueError, match="split None"):
+        env.reset(**{k: v for k, v in train_task.items() if k != "split"})  # a task without a split is not train
+    assert env.reset(**train_task)  # still usable
+    evaluation = FinQAEnv(snapshot=snapshot_dir, splits=("val", "test"))
+    with pytest.raises(ValueError, match="split 'train'"):
+        evaluation.reset(**train_task)
 
 
 def test_read_tasks_filters_and_leaves_out_unsolved_tasks(snapshot_dir, tasks, tmp_path):
@@ -224,9 +241,34 @@ def test_read_tasks_filters_and_leaves_out_unsolved_tasks(snapshot_dir, tasks, t
     train_single = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])
     expected = [t["task_id"] for t in tasks if t["split"] == "train" and t["question_type"] == "single_table"]
     assert [t["task_id"] for t in train_single] == expected and expected
-    copy = tmp_path / "snap"
+    copy = tmp_path / snapshot_dir.name
     shutil.copytree(snapshot_dir, copy)
     manifest = read_manifest(copy)
-    manifest["oracle"] = {"unsolved": [{"task_id": expected[0], "reason": "query_failed"}]}
+    manifest["oracle"]["unsolved"] = [{"task_id": expected[0], "reason": "query_failed"}]
     (copy / MANIFEST).write_text(json.dumps(manifest))
     assert [t["task_id"] for t in read_tasks(copy, splits=["train"], question_types=["single_table"])] == expected[1:]
+
+
+def test_grading_mode_reference_applies_the_reference_rule(snapshot_dir, tasks):
+    task = _task(tasks, source="sec10k", analytic_type="pct_change")
+    bare_percent = f"{task['gold_value']:.4f}"  # strict: a bare number may be the percent; reference: only the fraction
+    rewards = {}
+    for mode in ("strict", "reference"):
+        env = FinQAEnv(snapshot=snapshot_dir, grading_mode=mode)
+        env.reset(**task)
+        env.submit_answer(bare_percent)
+        rewards[mode] = env.get_reward()
+        assert env.report["grading_mode"] == mode
+    assert rewards == {"strict": 1.0, "reference": 0.0}
+    with pytest.raises(ValueError, match="grading_mode"):
+        FinQAEnv(snapshot=snapshot_dir, grading_mode="lenient")
+
+
+def test_an_answer_in_the_wrong_scale_scores_zero(env, tasks):
+    task = next(t for t in tasks if t["gold_unit"] == "number" and t["gold_scale"] == "million" and t["gold_value"])
+    gold = task["gold_value"]
+    for answer, reward in ((f"{gold:.6g}", 1.0), (f"{gold:.6g} million", 1.0), (f"{gold * 1e6:.8g}", 1.0),
+                           (f"{gold:.6g} trillion", 0.0), (f"{gold:.6g}%", 0.0)):
+        env.reset(**task)
+        env.submit_answer(answer)
+        assert env.get_reward() == reward, answer

@@ -1,4 +1,4 @@
-"""Tests for orchestration.raw_sources: loading the raw sources into DuckDB schema ``raw``.
+"""Tests for rl_assets.raw: loading the raw sources into DuckDB schema ``raw``.
 
 Each test works on copies of REAL files from data/raw (a subset, for speed) in a tmp raw
 root, corrupts some of them, and uses its own DuckDB file.
@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import raw_sources as rs
+from rl_assets import raw as rs
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_RAW = REPO / "data" / "raw"
@@ -72,8 +72,8 @@ def _sec10k_valid_stats(raw_root: Path) -> tuple[int, int, set[str]]:
     for p in rs.source_files("sec10k", raw_root):
         key = f"{p.parent.name}/{p.stem}"
         try:
-            t = json.loads(p.read_text())
-        except json.JSONDecodeError:
+            t = json.loads(p.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             bad.add(key)
             continue
         if not isinstance(t, dict):
@@ -132,7 +132,7 @@ def test_sec10k_corruptions_rejected(raw_root: Path, con) -> None:
     assert res.counts == {"sec10k_tables": n_tables, "sec10k_cells": n_cells}
     assert _count(con, "sec10k_tables") == n_tables
     assert _count(con, "sec10k_cells") == n_cells
-    assert set(res.files) == {rs._rel(p, raw_root) for p in rs.source_files("sec10k", raw_root)} | {
+    assert set(res.files) == {rs.rel_path(p, raw_root) for p in rs.source_files("sec10k", raw_root)} | {
         "sec10k_tables/tables_cleaned_all_companies.json"}
 
 
@@ -226,31 +226,6 @@ def test_finqa_question_columns(raw_root: Path, con) -> None:
     assert [c[3] for c in cells] == [c for r in rec["table_ori"] for c in r]
 
 
-@pytest.mark.parametrize("program, ops, value", [
-    ("subtract(40678, 2526), divide(#0, 40678)", "subtract,divide", (40678 - 2526) / 40678),
-    ("divide(5, const_100), multiply(#0, const_m1)", "divide,multiply", -0.05),
-    ("add(1.5%, 2), exp(#0, 2)", "add,exp", 2.015 ** 2),
-    ("divide(1, 0)", "divide", None),
-    ("greater(7.0, 5.4)", "greater", None),
-    ("table_average(operating margin, none), table_max(operating margin, none), subtract(#1, #0)",
-     "table_average,table_max,subtract", None),
-])
-def test_finqa_program_parser(program: str, ops: str, value: float | None) -> None:
-    steps = rs.parse_finqa_program(program)
-    assert ",".join(dict.fromkeys(s["op"] for s in steps)) == ops
-    got = rs.execute_finqa_program(steps)
-    assert got == (pytest.approx(value) if value is not None else None)
-
-
-@pytest.mark.parametrize("program", [
-    "subtract(40678, 2526", "", "foo(1, 2)", "add(1, #1)", "add(1, revenue)", "add(1, 2) add(3, 4)",
-    "add(1)", "divide(#0, 2)",
-])
-def test_finqa_program_parser_rejects(program: str) -> None:
-    with pytest.raises(rs.ProgramError):
-        rs.parse_finqa_program(program)
-
-
 # ----------------------------------------------------------------------------- tatqa
 
 
@@ -306,29 +281,6 @@ def test_tatqa_question_columns(raw_root: Path, con) -> None:
     assert text == "; ".join(multi["answer"]) and value is None
 
 
-@pytest.mark.parametrize("expr, scale, value", [
-    ("(1,452.4 - 1,146.2) / 1,146.2", "percent", (1452.4 - 1146.2) / 1146.2),
-    ("(a+b)/2".replace("a", "3").replace("b", "5"), "", 4.0),
-    ("[(166+178)/2] - [(57+44)/2]", "", 121.5),
-    ("($166.3-$513.3)/$513.3", "", (166.3 - 513.3) / 513.3),
-    ("\u22121.9\u2212(\u22122.2)", "", 0.3),
-    ("(2.7%+2.0%+1.0%)/3", "percent", 1.9),
-    ("(1-15%)*($2.2/15%) ", "billion", 0.85 * 2.2 / 0.15),
-    ("1,027/11%", "", 9336.3636),
-    ("-114 - (71)", "million", -43.0),
-    ("60.3 million + 32,137 thousand ", "thousand", 92437.0),
-    ("08 + 1", "", 9.0),
-])
-def test_tatqa_derivation_evaluator(expr: str, scale: str, value: float) -> None:
-    assert rs.evaluate_derivation(expr, scale) == pytest.approx(value, rel=1e-4)
-
-
-@pytest.mark.parametrize("expr", ["foo bar", "", "1 +", "__import__('os')", "2 ** 3", "1/0", "(1, 2)"])
-def test_tatqa_derivation_evaluator_rejects(expr: str) -> None:
-    with pytest.raises(ValueError):
-        rs.evaluate_derivation(expr)
-
-
 # ----------------------------------------------------------------------------- all sources
 
 
@@ -360,20 +312,40 @@ def test_new_files_are_picked_up_and_change_hash(raw_root: Path, con) -> None:
     assert rs.content_hash("sec10k", raw_root) != h
 
 
-def test_content_hash_stable_and_independent_of_db(raw_root: Path, tmp_path: Path) -> None:
-    hashes = {s: rs.content_hash(s, raw_root) for s in rs.SOURCES}
-    assert hashes == {s: rs.content_hash(s, raw_root) for s in rs.SOURCES}
-    assert len(set(hashes.values())) == 3
+def _expected_hash(raw_root: Path, rel_paths: list[str]) -> str:
+    """The documented content hash, computed here from scratch: SHA-256 over the files sorted by relative
+    path, each as (8-byte big-endian length, path bytes, 8-byte length, file bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in sorted(rel_paths):
+        data = (raw_root / rel).read_bytes()
+        h.update(len(rel.encode()).to_bytes(8, "big") + rel.encode() + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def test_content_hash_is_the_documented_hash_of_the_source_files(raw_root: Path, tmp_path: Path) -> None:
+    expected = {
+        "sec10k": _expected_hash(raw_root, [p.relative_to(raw_root).as_posix() for p in raw_root.glob("sec10k_tables/**/*.json")]),
+        "finqa": _expected_hash(raw_root, ["finqa/finqa_examples.jsonl"]),
+        "tatqa": _expected_hash(raw_root, ["tatqa/tatqa_dataset_dev.json"]),
+    }
+    assert {s: rs.content_hash(s, raw_root) for s in rs.SOURCES} == expected
     moved = tmp_path / "elsewhere" / "raw"
     shutil.copytree(raw_root, moved)
-    assert hashes == {s: rs.content_hash(s, moved) for s in rs.SOURCES}  # relative paths only
-    for name in ("a.duckdb", "b.duckdb"):
-        c = duckdb.connect(str(tmp_path / name))
-        try:
-            for s in rs.SOURCES:
-                assert rs.load_source(c, s, raw_root).content_hash == hashes[s]
-        finally:
-            c.close()
+    assert {s: rs.content_hash(s, moved) for s in rs.SOURCES} == expected  # relative paths only
+    c = duckdb.connect(str(tmp_path / "a.duckdb"))
+    try:
+        assert {s: rs.load_source(c, s, raw_root).content_hash for s in rs.SOURCES} == expected
+    finally:
+        c.close()
+    # one byte more, a renamed file, a file the source does not read
+    (raw_root / "finqa" / "finqa_examples.jsonl").open("a").write(" ")
+    assert rs.content_hash("finqa", raw_root) != expected["finqa"]
+    (raw_root / "tatqa" / "tatqa_dataset_dev.json").rename(raw_root / "tatqa" / "dev.json")
+    assert rs.content_hash("tatqa", raw_root) != expected["tatqa"]
+    (raw_root / "tatqa" / "notes.txt").write_text("not data")
+    assert rs.content_hash("tatqa", raw_root) == _expected_hash(raw_root, ["tatqa/dev.json"])
 
 
 def test_reload_is_idempotent_and_per_source(raw_root: Path, con) -> None:
@@ -444,3 +416,172 @@ def test_full_real_data(tmp_path: Path) -> None:
         assert _count(con, "rejected_records") == 137 + 5
     finally:
         con.close()
+
+
+# ----------------------------------------------------------------------------- per-record quarantine
+
+
+def test_a_bad_byte_rejects_only_its_line(raw_root: Path, con) -> None:
+    lines = _real_finqa_lines()[:N_FINQA_LINES]
+    data = [line.encode("utf-8") for line in lines]
+    data[6] = data[6].replace(b'"question": "', b'"question": "\xff\xfe', 1)  # line 7: not UTF-8
+    (raw_root / "finqa" / "finqa_examples.jsonl").write_bytes(b"\n".join(data) + b"\n")
+
+    res = rs.load_source(con, "finqa", raw_root)
+
+    assert _rejects(con, "finqa") == {("finqa/finqa_examples.jsonl", "line 7", "bad_encoding")}
+    detail = con.execute("SELECT detail FROM raw.rejected_records WHERE record_key = 'line 7'").fetchone()[0]
+    assert "0xff" in detail
+    assert res.counts["finqa_questions"] == N_FINQA_LINES - 1
+    assert (res.records, res.records_loaded) == (N_FINQA_LINES, N_FINQA_LINES - 1)
+    assert res.failure() is None
+
+
+def test_a_bad_byte_in_a_json_document_rejects_only_that_record(raw_root: Path, con) -> None:
+    docs = _real_tatqa_docs()[:N_TATQA_DOCS]
+    victim = docs[4]["questions"][0]
+    text = json.dumps(docs).replace(json.dumps(victim["question"]), json.dumps(victim["question"])[:-1] + 'BADBYTE"', 1)
+    (raw_root / "tatqa" / "tatqa_dataset_dev.json").write_bytes(text.encode("utf-8").replace(b"BADBYTE", b"\xc3\x28"))
+    (raw_root / "sec10k_tables" / "apple" / "zz_latin1.json").write_bytes(
+        '{"metric": {"0": "caf\u00e9 revenue"}, "2024": {"0": "$1"}}'.encode("latin-1"))
+
+    res = rs.load_source(con, "tatqa", raw_root)
+    sec = rs.load_source(con, "sec10k", raw_root)
+
+    assert _rejects(con, "tatqa") == {("tatqa/tatqa_dataset_dev.json", victim["uid"], "bad_encoding")}
+    assert res.counts["tatqa_questions"] == sum(len(d["questions"]) for d in docs) - 1
+    assert res.counts["tatqa_tables"] == N_TATQA_DOCS  # the document itself is fine
+    assert ("sec10k_tables/apple/zz_latin1.json", "apple/zz_latin1", "bad_encoding") in _rejects(con, "sec10k")
+    assert sec.counts["sec10k_tables"] == _sec10k_valid_stats(raw_root)[0]
+
+
+def test_duplicate_json_keys_are_quarantined(raw_root: Path, con) -> None:
+    sec = raw_root / "sec10k_tables" / "apple"
+    (sec / "zz_dup_column.json").write_text(
+        '{"metric": {"0": "revenue"}, "2024": {"0": "$100"}, "2024": {"0": "$999"}}', encoding="utf-8")
+    (sec / "zz_dup_row.json").write_text('{"metric": {"0": "a", "0": "b"}, "2024": {"0": "$1"}}', encoding="utf-8")
+    docs = _real_tatqa_docs()[:N_TATQA_DOCS]
+    victim = docs[2]["questions"][1]
+    text = json.dumps(docs).replace(f'"uid": "{victim["uid"]}"', f'"uid": "{victim["uid"]}", "scale": "million"', 1)
+    (raw_root / "tatqa" / "tatqa_dataset_dev.json").write_text(text, encoding="utf-8")
+
+    rs.load_source(con, "sec10k", raw_root)
+    rs.load_source(con, "tatqa", raw_root)
+
+    rejects = _rejects(con, "sec10k")
+    assert ("sec10k_tables/apple/zz_dup_column.json", "apple/zz_dup_column", "duplicate_key") in rejects
+    assert ("sec10k_tables/apple/zz_dup_row.json", "apple/zz_dup_row", "duplicate_key") in rejects
+    detail = con.execute("SELECT detail FROM raw.rejected_records WHERE record_key = 'apple/zz_dup_column'").fetchone()[0]
+    assert "'2024'" in detail
+    assert _count(con, "sec10k_cells", "WHERE cell_text IN ('$999', '$100')") == 0
+    assert _rejects(con, "tatqa") == {("tatqa/tatqa_dataset_dev.json", victim["uid"], "duplicate_key")}
+
+
+def test_oversized_cells_and_questions_are_quarantined_with_file_and_key(raw_root: Path, con) -> None:
+    sec = raw_root / "sec10k_tables" / "apple"
+    huge = "x" * 1_000_000
+    (sec / "zz_huge_label.json").write_text(json.dumps({"metric": {"0": huge, "1": "b"}, "2024": {"0": "$1", "1": "$2"}}))
+    lines = _real_finqa_lines()[:N_FINQA_LINES]
+    rec = json.loads(lines[2])
+    lines[2] = json.dumps(dict(rec, question="why? " * (rs.MAX_QUESTION_CHARS // 5 + 1)))
+    (raw_root / "finqa" / "finqa_examples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    rs.load_source(con, "sec10k", raw_root)
+    finqa = rs.load_source(con, "finqa", raw_root)
+
+    assert ("sec10k_tables/apple/zz_huge_label.json", "apple/zz_huge_label", "oversized_field") in _rejects(con, "sec10k")
+    detail = con.execute("SELECT detail FROM raw.rejected_records WHERE record_key = 'apple/zz_huge_label'").fetchone()[0]
+    assert "1,000,000 characters" in detail and len(detail) <= 500
+    assert _rejects(con, "finqa") == {("finqa/finqa_examples.jsonl", rec["id"], "oversized_field")}
+    assert finqa.counts["finqa_questions"] == N_FINQA_LINES - 1
+    longest = con.execute("SELECT max(length(cell_text)) FROM raw.sec10k_cells").fetchone()[0]
+    assert longest <= rs.MAX_CELL_CHARS
+
+
+def _convfinqa_records(n: int) -> list[dict]:
+    """Records in ConvFinQA's layout (a FinQA record plus a conversation 'annotation' and qa_0 / qa_1)."""
+    out = []
+    for line in _real_finqa_lines()[:n]:
+        r = json.loads(line)
+        qa = {k: r[k] for k in ("question", "answer", "program", "exe_ans")}
+        out.append({"id": "Single_" + r["id"], "pre_text": r["pre_text"], "post_text": r["post_text"],
+                    "table": r["table"], "table_ori": r["table_ori"], "qa_0": qa, "qa_1": qa,
+                    "annotation": {"dialogue_break": [r["question"]], "turn_program": [r["program"]]}})
+    return out
+
+
+def test_a_file_in_another_format_gets_one_clear_rejection(raw_root: Path, con) -> None:
+    # ConvFinQA (a pretty-printed JSON list) renamed to .jsonl, and the same as .json
+    pretty = json.dumps(_convfinqa_records(30), indent=2)
+    assert pretty.count("\n") > 1000
+    (raw_root / "finqa" / "convfinqa_train.jsonl").write_text(pretty, encoding="utf-8")
+    (raw_root / "finqa" / "convfinqa_dev.json").write_text(pretty, encoding="utf-8")
+    # JSON lines named .json, and a TAT-QA file that is a FinQA file
+    (raw_root / "tatqa" / "lines.json").write_text("\n".join(json.dumps(d) for d in _real_tatqa_docs()[:3]), encoding="utf-8")
+    (raw_root / "tatqa" / "finqa_by_mistake.jsonl").write_text("\n".join(_real_finqa_lines()[:5]), encoding="utf-8")
+
+    finqa = rs.load_source(con, "finqa", raw_root)
+    tatqa = rs.load_source(con, "tatqa", raw_root)
+
+    rejects = con.execute("SELECT source_file, record_key, reason, detail FROM raw.rejected_records "
+                          "WHERE reason = 'wrong_format' ORDER BY 1").fetchall()
+    assert [(f, k, r) for f, k, r, _ in rejects] == [
+        ("finqa/convfinqa_dev.json", "finqa/convfinqa_dev.json", "wrong_format"),
+        ("finqa/convfinqa_train.jsonl", "finqa/convfinqa_train.jsonl", "wrong_format"),
+        ("tatqa/finqa_by_mistake.jsonl", "tatqa/finqa_by_mistake.jsonl", "wrong_format"),
+        ("tatqa/lines.json", "tatqa/lines.json", "wrong_format"),
+    ]
+    details = {f: d for f, _, _, d in rejects}
+    assert "JSON lines" in details["finqa/convfinqa_train.jsonl"]
+    assert "ConvFinQA" in details["finqa/convfinqa_dev.json"]
+    assert "*.jsonl" in details["tatqa/lines.json"]
+    assert "TAT-QA" in details["tatqa/finqa_by_mistake.jsonl"]
+    assert finqa.rejected == 2 and tatqa.rejected == 2  # one rejection per file, not one per line
+    assert finqa.counts["finqa_questions"] == N_FINQA_LINES  # the good file is untouched
+
+
+def test_every_promised_format_is_read(raw_root: Path, con) -> None:
+    """FinQA as JSON lines or a JSON list (flat or the original release's `qa` layout); TAT-QA as a JSON list
+    or JSON lines. Files no rule reads are listed, folders no source reads are named."""
+    extra = [json.loads(line) for line in _real_finqa_lines()[N_FINQA_LINES:N_FINQA_LINES + 6]]
+    flat, nested = extra[:3], extra[3:]
+    (raw_root / "finqa" / "more_flat.json").write_text(json.dumps(flat), encoding="utf-8")
+    original = [{k: v for k, v in r.items() if k not in ("question", "answer", "program", "exe_ans", "gold_inds")}
+                | {"qa": {k: r[k] for k in ("question", "answer", "program", "exe_ans", "gold_inds")}} for r in nested]
+    (raw_root / "finqa" / "more_original_layout.json").write_text(json.dumps(original), encoding="utf-8")
+    more_docs = _real_tatqa_docs()[N_TATQA_DOCS:N_TATQA_DOCS + 2]
+    (raw_root / "tatqa" / "more.jsonl").write_text("\n".join(json.dumps(d) for d in more_docs), encoding="utf-8")
+    (raw_root / "finqa" / "questions.csv").write_text("id,question\n")
+    (raw_root / "convfinqa").mkdir()
+    (raw_root / "convfinqa" / "train.json").write_text("[]")
+
+    finqa = rs.load_source(con, "finqa", raw_root)
+    tatqa = rs.load_source(con, "tatqa", raw_root)
+
+    loaded = {r[0]: r[1] for r in con.execute("SELECT id, source_file FROM raw.finqa_questions").fetchall()}
+    assert all(loaded[r["id"]] == "finqa/more_flat.json" for r in flat)
+    assert all(loaded[r["id"]] == "finqa/more_original_layout.json" for r in nested)
+    program = con.execute("SELECT program, question FROM raw.finqa_questions WHERE id = ?", [nested[0]["id"]]).fetchone()
+    assert program == (nested[0]["program"], nested[0]["question"])
+    assert finqa.rejected == 0 and finqa.counts["finqa_questions"] == N_FINQA_LINES + 6
+    assert tatqa.counts["tatqa_tables"] == N_TATQA_DOCS + 2
+    assert "tatqa/more.jsonl" in tatqa.files
+    assert finqa.ignored_files == ["finqa/questions.csv"]
+    assert rs.unclaimed_folders(raw_root) == ["convfinqa/"]
+
+
+def test_a_source_that_loses_most_records_fails_naming_the_source(raw_root: Path, con) -> None:
+    lines = _real_finqa_lines()[:N_FINQA_LINES]
+    data = [line.encode("utf-8").replace(b'"id": "', b'"id": "\xff', 1) if i % 3 else line.encode("utf-8")
+            for i, line in enumerate(lines)]
+    (raw_root / "finqa" / "finqa_examples.jsonl").write_bytes(b"\n".join(data))
+    res = rs.load_source(con, "finqa", raw_root)
+    assert res.rejected_share > rs.MAX_REJECTED_SHARE
+    assert res.failure() is not None and res.failure().startswith("source finqa:")
+    # nothing loadable at all
+    (raw_root / "finqa" / "finqa_examples.jsonl").write_text(json.dumps(_convfinqa_records(3)))
+    res = rs.load_source(con, "finqa", raw_root)
+    assert res.records_loaded == 0 and "no record loaded" in res.failure()
+    # a source with no files does not fail
+    shutil.rmtree(raw_root / "finqa")
+    assert rs.load_source(con, "finqa", raw_root).failure() is None

@@ -518,11 +518,18 @@ ATTACK_IDS = [case[0] for case in ATTACKS]
 assert len(set(ATTACK_IDS)) == len(ATTACK_IDS) >= 70
 
 
-def _check_attack(result: QueryResult, expected: str, limits: SandboxLimits) -> None:
+def _check_contained(result: QueryResult, limits: SandboxLimits) -> None:
+    """Whatever happened: a QueryResult within the limits, and no data from elsewhere in the agent's view."""
     assert isinstance(result, QueryResult)
     assert result.chars == len(result.text) <= limits.max_chars
-    # Whatever happened, no data from elsewhere leaked into the agent's view.
     assert SECRET not in result.text and "root:" not in result.text
+    assert result.ok or (result.error_kind in ERROR_KINDS and result.rows == 0)
+    if result.ok:
+        assert result.rows <= limits.max_rows
+
+
+def _check_attack(result: QueryResult, expected: str, limits: SandboxLimits) -> None:
+    _check_contained(result, limits)
     if expected == BOUNDED:
         if result.ok:  # every BOUNDED query produces far more than max_rows rows
             assert result.truncated and result.rows <= limits.max_rows
@@ -540,13 +547,18 @@ def test_attack_corpus(con, case_id, query, expected):
     _check_attack(result, expected, LIMITS)
 
 
-def test_attack_corpus_with_column_check(con):
-    """The optional column check must not turn any attack into a success."""
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "full_validation"])
+def test_attack_corpus_with_column_check(con, fast_path):
+    """With the table's columns known (what the environment passes, and what enables the fast path), no
+    attack leaks data or escapes the limits, and none turns into a success it was not before."""
     for case_id, query, expected in ATTACKS:
-        result = run_query(con, SCHEMA, T, query, LIMITS, columns=COLUMNS)
+        result = run_query(con, SCHEMA, T, query, LIMITS, columns=COLUMNS, fast_path=fast_path)
+        _check_contained(result, LIMITS)
         if expected in (BOUNDED, "execution_error"):
             # may now be caught earlier as an unknown column
             assert result.error_kind in {None, "unknown_column", "timeout", "resource_limit", "execution_error"}, case_id
+            if result.ok:
+                assert expected == BOUNDED and result.truncated, case_id
         else:
             _check_attack(result, expected, LIMITS)
     assert records(q(con, "SELECT count(*) AS n FROM " + T)) == [{"n": 20}]

@@ -1,4 +1,4 @@
-"""The sandbox's fast path (rl_assets.simple_select) against the full sqlglot validation.
+"""The sandbox's fast path (rl_assets.sandbox.simple_select) against the full sqlglot validation.
 
 The fast path may only change speed: it recognises common simple queries and must defer everything
 else. Checked three ways: typical agent queries are recognised (so the fast path is really used);
@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rl_assets import sandbox, simple_select
+from rl_assets import sandbox
+from rl_assets.sandbox import simple_select
 from rl_assets.sandbox import QueryResult, SandboxLimits, open_world_db, run_query
 
 SCHEMA = "apple"
@@ -58,14 +59,14 @@ def recognise(query: str) -> str | None:
 def both_paths(con, query: str) -> tuple[QueryResult, QueryResult]:
     """(result with the fast path, result of the full validation alone) for one query."""
     return tuple(
-        sandbox._run_query(con, SCHEMA, T, query, LIMITS, COLUMNS, fast_path=fast) for fast in (True, False)
+        run_query(con, SCHEMA, T, query, LIMITS, COLUMNS, fast_path=fast) for fast in (True, False)
     )
 
 
 def full_validator_accepts(query: str) -> bool:
     try:
-        sandbox._validate_and_rewrite(query, SCHEMA, T, LIMITS, COLUMNS, fast_path=False)
-    except sandbox._Rejected:
+        sandbox.validate(query, SCHEMA, T, LIMITS, COLUMNS, fast_path=False)
+    except sandbox.QueryRejected:
         return False
     return True
 
@@ -237,7 +238,7 @@ def test_whatever_the_fast_path_runs_the_full_validator_accepts_and_results_are_
             continue
         accepted += 1
         assert sql.count(f'"{SCHEMA}"."{T}"') == 1 and sql.lower().count("from") == 1, sql
-        direct = sandbox._execute(con, sql, LIMITS, {})
+        direct = sandbox.execute(con, sql, LIMITS)
         if direct.ok:  # DuckDB ran it: the full validator must allow it too
             ran += 1
             assert full_validator_accepts(query), query

@@ -87,3 +87,37 @@ def test_a_failing_blocking_check_stops_downstream_assets(tmp_path):
     assert [(e.check_name, e.passed) for e in evaluations] == [("gx_tasks_suite", False)]
     assert ran == []
     assert not result.success
+
+
+def test_a_failed_expectation_names_the_offending_rows():
+    tasks = _tasks()
+    tasks.loc[3, "question"] = "x" * 1_000_000  # e.g. a row label of 1 MB pasted into a question
+    outcome = validation.validate_tasks(tasks)
+    failed = [r for r in outcome.failed() if r["expectation"] == "expect_column_value_lengths_to_be_between"]
+    assert failed and failed[0]["offending_rows"][0]["task_id"] == tasks.loc[3, "task_id"]
+    assert len(failed[0]["offending_rows"][0]["question"]) < 100  # named, not copied
+    result = validation._check_result(outcome, len(tasks))
+    assert tasks.loc[3, "task_id"] in result.description
+
+
+def _warehouse_with(path, tasks_by_source: dict[str, int], records_by_source: dict[str, int]) -> str:
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema raw; create schema marts")
+        for table, source in (("sec10k_tables", "sec10k"), ("finqa_questions", "finqa"), ("tatqa_questions", "tatqa")):
+            con.execute(f"create table raw.{table} as select range as id from range({records_by_source.get(source, 0)})")
+        con.execute("create table marts.tasks (task_id varchar, source varchar)")
+        for source, n in tasks_by_source.items():
+            con.execute(f"insert into marts.tasks select '{source}' || range, '{source}' from range({n})")
+    return str(path)
+
+
+def test_every_source_with_records_must_yield_tasks(tmp_path):
+    ok = _warehouse_with(tmp_path / "ok.duckdb", {"sec10k": 5, "finqa": 2, "tatqa": 1}, {"sec10k": 9, "finqa": 9, "tatqa": 9})
+    assert validation.tasks_per_source(ok)[0]
+    no_files = _warehouse_with(tmp_path / "none.duckdb", {"sec10k": 5}, {"sec10k": 9})  # finqa / tatqa absent: fine
+    assert validation.tasks_per_source(no_files)[0]
+    lost = _warehouse_with(tmp_path / "lost.duckdb", {"sec10k": 5, "tatqa": 3}, {"sec10k": 9, "finqa": 9, "tatqa": 9})
+    passed, counts = validation.tasks_per_source(lost)
+    assert not passed and counts["finqa"] == {"records": 9, "tasks": 0}
+    result = validation.tasks_per_source_check(Warehouse(path=lost))
+    assert not result.passed and "finqa" in result.description

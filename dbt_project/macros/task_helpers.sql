@@ -35,3 +35,19 @@ end)
 {% macro company_display_name(expr) -%}
 array_to_string(list_transform(string_split({{ humanize(expr) }}, ' '), lambda w: upper(left(w, 1)) || substr(w, 2)), ' ')
 {%- endmacro %}
+
+{#- The scale a text states with a plural scale word ('(in millions)', 'dollars_in_thousands',
+    'revenue_millions'): 'thousand' | 'million' | 'billion', 'ambiguous' when it states two different
+    ones ('net income in millions and shares in thousands'), NULL when none. A singular word is an
+    amount, not a scale ('$700 million notes'). -#}
+{% macro stated_scale(expr) -%}
+(case
+    when not regexp_matches(replace(lower(coalesce({{ expr }}, '')), '_', ' '), '\b(thousands|millions|billions)\b') then null
+    when regexp_matches(replace(lower({{ expr }}), '_', ' '), '\bthousands\b')::int
+       + regexp_matches(replace(lower({{ expr }}), '_', ' '), '\bmillions\b')::int
+       + regexp_matches(replace(lower({{ expr }}), '_', ' '), '\bbillions\b')::int > 1 then 'ambiguous'
+    when regexp_matches(replace(lower({{ expr }}), '_', ' '), '\bthousands\b') then 'thousand'
+    when regexp_matches(replace(lower({{ expr }}), '_', ' '), '\bmillions\b') then 'million'
+    else 'billion'
+end)
+{%- endmacro %}

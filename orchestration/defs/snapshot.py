@@ -1,20 +1,86 @@
 """The environment snapshot asset and its blocking oracle check.
 
-The snapshot exports marts/world_tables, marts/world_cells and marts/tasks into an immutable,
-content-addressed directory (rl_assets.snapshot); its data version is that content hash. The oracle
-check solves every task through the environment's real tools (rl_assets.oracle) and blocks anything
-downstream (training, evaluation) unless every task set passes at >= ORACLE_MIN_PASS_RATE.
+The snapshot exports marts/world_tables, marts/world_cells and marts/tasks into a content-addressed
+staging directory (rl_assets.snapshot); the oracle check solves every task through the environment's
+real tools (rl_assets.oracle) and only when every task set passes at >= MIN_PASS_RATE is the directory
+published (atomically renamed to <snapshots_root>/<hash>, the check result in its manifest). A failed
+check publishes nothing and fails the asset, so nothing downstream (training, evaluation) runs.
+
+Lineage is derived, not written by hand: the code version is the hash of the code that writes and checks
+a snapshot (`snapshot_code_version`), and the manifest records the data versions of the marts this
+materialisation read (the same `dagster/input_data_version/*` Dagster records) and, following each
+mart's own provenance down to assets without inputs, the versions of everything they were built from (raw
+file observations, raw loads, dbt models, seeds).
 """
+
+from dataclasses import dataclass
+from typing import Iterator
 
 import dagster as dg
 
 from orchestration.defs.resources import DataPaths, Warehouse
-from rl_assets.oracle import evaluate_oracle
-from rl_assets.snapshot import export_snapshot
+from rl_assets.oracle import MIN_PASS_RATE, SnapshotCheckFailed, check_and_publish, snapshot_code_version
+from rl_assets.snapshot import stage_snapshot
 
-ORACLE_MIN_PASS_RATE = 0.98
 MART_KEYS = [dg.AssetKey(["marts", name]) for name in ("world_tables", "world_cells", "tasks")]
-RAW_KEYS = [dg.AssetKey(["raw", name]) for name in ("sec10k", "finqa", "tatqa")]
+DATA_VERSION_TAG = "dagster/data_version"
+INPUT_VERSION_PREFIX = "dagster/input_data_version/"
+INPUT_POINTER_PREFIX = "dagster/input_event_pointer/"
+
+
+def _event(instance: dg.DagsterInstance, key: dg.AssetKey, storage_id: int | None = None):
+    """The materialisation (or, for an observable source, the observation) of `key` with `storage_id`, else
+    the latest one: what this step reads."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id] if storage_id is not None else None)
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    if records:
+        return records[0].asset_materialization
+    records = instance.fetch_observations(records_filter, limit=1).records
+    return records[0].asset_observation if records else None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    inputs: dict[str, str]  # the snapshot's inputs (the marts) -> data version
+    sources: dict[str, str]  # assets without inputs at the end of the provenance (raw files, seeds)
+    all: dict[str, str]  # every asset on the way, inputs and sources included
+
+
+def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) -> Lineage:
+    """The data versions the snapshot was built from, derived from provenance, not "latest" look-ups.
+
+    Each input's materialisation is the one this step reads (as Dagster's own input_data_version tags);
+    from there each event's provenance tags (input data versions and the exact upstream events) lead to
+    the assets without inputs, so every version belongs to what was actually exported.
+    """
+    inputs: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    reached: dict[str, str] = {}
+    seen: set[tuple[str, int | None]] = set()
+    todo: list[tuple[dg.AssetKey, int | None, bool]] = [(key, None, True) for key in input_keys]
+    while todo:
+        key, storage_id, is_input = todo.pop()
+        name = key.to_user_string()
+        if (name, storage_id) in seen:
+            continue
+        seen.add((name, storage_id))
+        event = _event(instance, key, storage_id)
+        if event is None:
+            raise dg.Failure(f"{name} has no materialisation: materialise it before the snapshot")
+        tags = event.tags or {}
+        reached[name] = tags.get(DATA_VERSION_TAG, "")
+        if is_input:
+            inputs[name] = reached[name]
+        parents = [k[len(INPUT_VERSION_PREFIX):] for k in tags if k.startswith(INPUT_VERSION_PREFIX)]
+        if not parents:
+            sources[name] = reached[name]
+        for parent in parents:
+            pointer = tags.get(INPUT_POINTER_PREFIX + parent)
+            todo.append((dg.AssetKey.from_user_string(parent), int(pointer) if pointer else None, False))
+    return Lineage(dict(sorted(inputs.items())), dict(sorted(sources.items())), dict(sorted(reached.items())))
+
+
+SNAPSHOT_CODE_VERSION = snapshot_code_version()
 
 
 @dg.asset(
@@ -22,56 +88,72 @@ RAW_KEYS = [dg.AssetKey(["raw", name]) for name in ("sec10k", "finqa", "tatqa")]
     group_name="environment",
     deps=MART_KEYS,
     kinds={"parquet", "duckdb"},
-    code_version="snapshot-v1",
+    code_version=SNAPSHOT_CODE_VERSION,
     check_specs=[
         dg.AssetCheckSpec(
             "oracle_pass_rate",
             asset="environment_snapshot",
             blocking=True,
-            description=f"The oracle solves >= {ORACLE_MIN_PASS_RATE:.0%} of every task set through the real tools.",
+            description=f"The oracle solves >= {MIN_PASS_RATE:.0%} of every task set through the real tools; "
+                        "only then is the snapshot published.",
         )
     ],
 )
 def environment_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, data_paths: DataPaths
-) -> dg.MaterializeResult:
-    source_versions = {}
-    for key in RAW_KEYS:
-        event = context.instance.get_latest_materialization_event(key)
-        if event is not None and event.asset_materialization is not None:
-            source_versions[key.to_user_string()] = event.asset_materialization.tags.get("dagster/data_version", "")
-    snapshot = export_snapshot(warehouse.path, data_paths.snapshots_root, source_versions)
-    context.log.info(f"snapshot {snapshot.hash} at {snapshot.path} ({'new' if snapshot.created else 'unchanged'})")
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    lineage = data_lineage(context.instance, MART_KEYS)
+    staged = stage_snapshot(warehouse.path, data_paths.snapshots_root, lineage={
+        "upstream_data_versions": lineage.inputs,
+        "source_data_versions": lineage.sources,
+        "lineage_data_versions": lineage.all,
+        "code_version": SNAPSHOT_CODE_VERSION,
+    })
+    context.log.info(f"snapshot {staged.hash}: {'already published' if staged.published else f'staged at {staged.path}'}")
+    try:
+        snapshot, report, record = check_and_publish(staged, MIN_PASS_RATE, progress=context.log.info)
+    except SnapshotCheckFailed as failed:
+        yield dg.AssetCheckResult(
+            check_name="oracle_pass_rate", passed=False, severity=dg.AssetCheckSeverity.ERROR,
+            metadata=_check_metadata(failed.record),
+        )
+        raise dg.Failure(description=str(failed), metadata=_check_metadata(failed.record)) from None
 
-    report = evaluate_oracle(snapshot.path, progress=context.log.info)
-    passed = report.passed(ORACLE_MIN_PASS_RATE)
-    check_metadata = {
-        **{f"{name}/pass_rate": s["pass_rate"] for name, s in report.task_sets.items()},
-        **{f"{name}/tasks": s["tasks"] for name, s in report.task_sets.items()},
-        "by_source": dg.MetadataValue.json(report.by_source),
-        "failures": dg.MetadataValue.json(report.failures[:200]),
-        "failure_count": len(report.failures),
-        "min_pass_rate": ORACLE_MIN_PASS_RATE,
-    }
     manifest = snapshot.manifest
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         data_version=dg.DataVersion(snapshot.hash),
         metadata={
             "path": dg.MetadataValue.path(str(snapshot.path)),
             "snapshot_hash": snapshot.hash,
             "created": snapshot.created,
             "created_at": manifest["created_at"],
+            "published_at": manifest["published_at"],
+            "upstream_data_versions": dg.MetadataValue.json(lineage.inputs),
+            "source_data_versions": dg.MetadataValue.json(lineage.sources),
+            "lineage_data_versions": dg.MetadataValue.json(lineage.all),
             **{f"rows/{name}": t["rows"] for name, t in manifest["tables"].items()},
         },
         check_results=[
             dg.AssetCheckResult(
-                check_name="oracle_pass_rate",
-                passed=passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata=check_metadata,
+                check_name="oracle_pass_rate", passed=True, severity=dg.AssetCheckSeverity.ERROR,
+                metadata=_check_metadata(record),
             )
         ],
     )
+
+
+def _check_metadata(record: dict) -> dict:
+    return {
+        **{f"{name}/pass_rate": s["pass_rate"] for name, s in record["task_sets"].items()},
+        **{f"{name}/tasks": s["tasks"] for name, s in record["task_sets"].items()},
+        "solved": record["solved"],
+        "unsolved_count": record["unsolved_count"],
+        "by_source": dg.MetadataValue.json(record["by_source"]),
+        "failures": dg.MetadataValue.json(record["unsolved"][:200]),
+        "failure_count": record["unsolved_count"],
+        "min_pass_rate": record["min_pass_rate"],
+        "code_version": record["code_version"],
+    }
 
 
 snapshot_assets = [environment_snapshot]

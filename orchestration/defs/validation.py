@@ -16,11 +16,14 @@ import duckdb
 import pandas as pd
 
 from orchestration.defs.resources import Warehouse
+from rl_assets.raw import MAX_QUESTION_CHARS, SOURCES
 
 # Minimum tasks per (split, question_type). Real questions are never in train, so these bounds are on
 # all sources together. Change them here, in one place.
 MIN_TASKS_PER_SPLIT = {"single_table": 100, "multi_table": 20}
-QUESTION_LENGTH = (15, 600)
+QUESTION_LENGTH = (15, MAX_QUESTION_CHARS)  # the raw loaders quarantine longer questions, dbt longer synthesised ones
+ID_COLUMNS = {"tasks": ["task_id"], "world_cells": ["world_id", "table_name", "row_index", "column_index"]}
+OFFENDING_ROWS = 20  # offending rows named in a failed expectation's metadata
 MIN_NUMERIC_PARSE_COVERAGE = 0.95  # share of value cells containing a digit that parse as a number
 MAX_ABS_GOLD_VALUE = 1e15
 
@@ -42,7 +45,9 @@ class SuiteOutcome:
 
 
 def _run_suite(name: str, frames: dict[str, pd.DataFrame], expectations: dict[str, list[Any]]) -> SuiteOutcome:
-    """Validate each named DataFrame with its expectations in an ephemeral GX context."""
+    """Validate each named DataFrame with its expectations in an ephemeral GX context.
+
+    A failed row-level expectation names its first offending rows by their ids (ID_COLUMNS) and values."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -57,18 +62,25 @@ def _run_suite(name: str, frames: dict[str, pd.DataFrame], expectations: dict[st
         for expectation in expectations[frame_name]:
             suite.add_expectation(expectation)
         batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-        validation = batch.validate(suite)
+        id_columns = [c for c in ID_COLUMNS.get(frame_name, []) if c in frame.columns]
+        result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": id_columns} if id_columns else "SUMMARY"
+        validation = batch.validate(suite, result_format=result_format)
         for r in validation.results:
             config = r.expectation_config
-            results.append(
-                {
-                    "frame": frame_name,
-                    "expectation": config.type,
-                    "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
-                    "success": bool(r.success),
-                    "observed": _jsonable(r.result.get("observed_value", r.result.get("unexpected_count"))),
-                }
-            )
+            outcome = {
+                "frame": frame_name,
+                "expectation": config.type,
+                "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
+                "success": bool(r.success),
+                "observed": _jsonable(r.result.get("observed_value", r.result.get("unexpected_count"))),
+            }
+            offending = r.result.get("unexpected_index_list") or []
+            if not r.success and offending:
+                outcome["offending_rows"] = [
+                    {k: (_jsonable(v)[:80] + "..." if isinstance(v, str) and len(v) > 80 else _jsonable(v)) for k, v in row.items()}
+                    for row in offending[:OFFENDING_ROWS]
+                ]
+            results.append(outcome)
     return SuiteOutcome(success=all(r["success"] for r in results), results=results)
 
 
@@ -162,9 +174,17 @@ def read_table(warehouse_path: str, relation: str) -> pd.DataFrame:
 
 def _check_result(outcome: SuiteOutcome, rows: int, extra: dict[str, Any] | None = None) -> dg.AssetCheckResult:
     metadata = {"rows": rows, **outcome.metadata(), **(extra or {})}
+    description = None
     if not outcome.success:
         metadata["failed_expectations"] = dg.MetadataValue.json(outcome.failed())
-    return dg.AssetCheckResult(passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+        description = "; ".join(
+            f"{r['frame']}: {r['expectation']}({r['kwargs'].get('column', '')})"
+            + (f" on {r['offending_rows'][0]}" + (f" and {len(r['offending_rows']) - 1} more" if len(r["offending_rows"]) > 1 else "")
+               if r.get("offending_rows") else f", observed {r['observed']}")
+            for r in outcome.failed()
+        )
+    return dg.AssetCheckResult(passed=outcome.success, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+                               description=description)
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "tasks"]), name="gx_tasks_suite", blocking=True,
@@ -182,4 +202,29 @@ def gx_world_cells_suite(warehouse: Warehouse) -> dg.AssetCheckResult:
     return _check_result(validate_world_cells(cells), len(cells))
 
 
-validation_checks = [gx_tasks_suite, gx_world_cells_suite]
+def tasks_per_source(warehouse_path: str) -> tuple[bool, dict[str, dict[str, int]]]:
+    """Every source that loaded records yields at least one task: (passed, {source: {records, tasks}})."""
+    with duckdb.connect(warehouse_path, read_only=True) as con:
+        records = dict(con.execute(
+            "select 'sec10k', count(*) from raw.sec10k_tables union all select 'finqa', count(*) from raw.finqa_questions "
+            "union all select 'tatqa', count(*) from raw.tatqa_questions").fetchall())
+        tasks = dict(con.execute("select source, count(*) from marts.tasks group by all").fetchall())
+    counts = {s: {"records": int(records.get(s, 0)), "tasks": int(tasks.get(s, 0))} for s in SOURCES}
+    return all(c["tasks"] > 0 for c in counts.values() if c["records"] > 0), counts
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "tasks"]), name="tasks_per_source", blocking=True,
+                description="Every raw source that loaded records yields at least one task (a source that loses all "
+                            "its tasks fails the run, naming the source).")
+def tasks_per_source_check(warehouse: Warehouse) -> dg.AssetCheckResult:
+    passed, counts = tasks_per_source(warehouse.path)
+    lost = sorted(s for s, c in counts.items() if c["records"] > 0 and c["tasks"] == 0)
+    description = None if passed else "source(s) " + ", ".join(
+        f"{s} ({counts[s]['records']} records, 0 tasks)" for s in lost) + " yield no task"
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description,
+        metadata={**{f"{s}/{k}": v for s, c in counts.items() for k, v in c.items()}, "failure": description or ""},
+    )
+
+
+validation_checks = [gx_tasks_suite, gx_world_cells_suite, tasks_per_source_check]

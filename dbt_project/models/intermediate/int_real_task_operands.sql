@@ -1,27 +1,37 @@
--- Every number a real FinQA program / TAT-QA derivation uses, matched to a cell of the question's own table.
--- An unmatched number that is not an allowed constant makes the question unanswerable from the table.
+-- Every number a real FinQA program / TAT-QA derivation uses (listed by the raw loader's interpreter,
+-- rl_assets.programs), matched to a cell of the question's own table. An unmatched number that is not a
+-- constant makes the question unanswerable from the table. Constants, the same rule for both sources:
+-- FinQA's const_* tokens; var('allowed_program_constants') anywhere; var('count_constants') as divisors.
 {% set constants = var('allowed_program_constants') %}
-with finqa_args as (
-    select
-        'finqa' as source, question_id, world_id, table_name,
-        unnest(json_extract_string(program_steps, '$[*].args[*]')) as token
+{% set count_constants = var('count_constants') %}
+with programs as (
+    select 'finqa' as source, question_id, world_id, table_name, program_numbers
     from {{ ref('stg_finqa__questions') }}
-),
-
-tatqa_args as (
-    select
-        'tatqa' as source, question_id, world_id, table_name,
-        unnest(regexp_extract_all(derivation, '\d[\d,]*(?:\.\d+)?|\.\d+')) as token
+    union all
+    select 'tatqa', question_id, world_id, table_name, program_numbers
     from {{ ref('stg_tatqa__questions') }}
     where answer_type = 'arithmetic'
 ),
 
+occurrences as (
+    select source, question_id, world_id, table_name, unnest(
+        from_json(program_numbers, '[{"text": "VARCHAR", "magnitude": "DOUBLE", "position": "VARCHAR", "constant": "BOOLEAN"}]'),
+        recursive := true
+    )
+    from programs
+    where program_numbers is not null
+),
+
 numbers as (
-    select distinct
-        source, question_id, world_id, table_name, trim(token) as token,
-        abs(try_cast(replace(replace(trim(token), ',', ''), '%', '') as double)) as number
-    from (select * from finqa_args union all select * from tatqa_args)
-    where regexp_full_match(trim(token), '-?(\d[\d,]*(\.\d+)?|\.\d+)%?')
+    -- one row per distinct literal; FinQA const_* tokens need no table cell
+    select
+        source, question_id, world_id, table_name,
+        text as token,
+        any_value(magnitude) as number,
+        bool_and(position = 'divisor') as only_divisor
+    from occurrences
+    where not constant
+    group by all
 ),
 
 cells as (
@@ -55,7 +65,10 @@ select
     token,
     number,
     column_name is not null as matched,
-    column_name is null and number in ({{ constants | join(', ') }}) as is_constant,
+    column_name is null and (
+        number in ({{ constants | join(', ') }})
+        or (only_divisor and number in ({{ count_constants | join(', ') }}))
+    ) as is_constant,
     case when column_name is not null then
         json_object(
             'table', table_name, 'row_label_column', row_label_column, 'row_label', row_label,

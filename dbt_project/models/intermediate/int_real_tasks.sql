@@ -1,5 +1,15 @@
 -- Real FinQA and TAT-QA questions with a status: 'ok' when the gold answer is an arithmetic result
 -- whose numbers all come from the question's table, otherwise the reason it is excluded.
+--
+-- gold_unit (number | percent | ratio) and gold_scale ('' | thousand | million | billion):
+-- FinQA: a percentage answer ('93.8%') is a `ratio` when the program's value is that percentage as a
+-- fraction (0.938) and a `percent` when it is the percentage itself; otherwise the program decides
+-- (program_result_kind, rl_assets.programs): a fraction times 100 is a `percent`; a fraction is a
+-- `ratio` when the question asks for one (var ratio_question_words: "what percentage ...", "ratio",
+-- "change", ...); a difference of percentages asked "in percentage points" is a `percent`; anything
+-- else a `number`. FinQA answers carry no scale (''). TAT-QA: scale `percent` gives a `percent` gold (the
+-- derivation times 100 when that is the stated answer); scale thousand / million / billion is the gold_scale.
+{% set ratio_words = var('ratio_question_words') %}
 with operands as (
     select
         source, question_id,
@@ -22,8 +32,20 @@ finqa as (
         q.program as gold_expression,
         'finqa_program' as gold_program_kind,
         q.program_value as gold_value,
-        case when contains(q.answer, '%') then 'ratio' else 'number' end as gold_unit,
-        cast(null as varchar) as gold_scale,
+        case
+            when q.answer_is_percent and abs(q.program_value * 100 - q.answer_value) <= greatest(0.01 * abs(q.answer_value), 0.006)
+                then 'ratio'
+            when q.answer_is_percent and abs(q.program_value - q.answer_value) <= greatest(0.01 * abs(q.answer_value), 0.006)
+                then 'percent'
+            when q.program_result_kind = 'percent' then 'percent'
+            when q.program_result_kind = 'fraction'
+                 and regexp_matches(lower(q.question), '{{ ratio_words | join("|") }}') then 'ratio'
+            when q.program_result_kind = 'amount'
+                 and regexp_matches(lower(q.question), '(in|how many|by) percentage points?|percentage points? (change|difference|variation)')
+                then 'percent'
+            else 'number'
+        end as gold_unit,
+        '' as gold_scale,
         o.operands_json,
         case
             when q.program_ops like '%subtract%' and q.program_ops like '%divide%' then 'pct_change'
@@ -33,9 +55,14 @@ finqa as (
             when q.program_ops like '%add%' and q.program_ops like '%divide%' then 'average'
             else 'multi_step'
         end as analytic_type,
-        coalesce(q.exe_ans,
-                 try_cast(replace(replace(q.answer, ',', ''), '%', '') as double)
-                 / case when contains(q.answer, '%') then 100 else 1 end) as reference_value,
+        coalesce(q.exe_ans, q.answer_value / case when q.answer_is_percent then 100 else 1 end) as reference_value,
+        -- the answer as written must be the program's value (as is, or as a percentage / fraction of it), to
+        -- the answer's own precision ('5.3' for 5.2825) or 1%: FinQA has programs that compute something else
+        q.answer_value is null or q.program_value is null or least(abs(q.program_value - q.answer_value), abs(q.program_value * 100 - q.answer_value),
+                   abs(q.program_value / 100 - q.answer_value))
+           <= greatest(0.01 * abs(q.answer_value),
+                       0.50001 * power(10, -length(coalesce(regexp_extract(q.answer, '\d\.(\d+)', 1), ''))))
+            as answer_matches_program,
         case
             when q.program_ops like '%greater%' then 'boolean_answer'
             when q.program_ops like '%table_%' then 'table_aggregate_op'
@@ -73,7 +100,7 @@ tatqa as (
         case when scale = 'percent' and abs(derivation_value * 100 - answer_value) <= tolerance
              then derivation_value * 100 else derivation_value end as gold_value,
         case when scale = 'percent' then 'percent' else 'number' end as gold_unit,
-        scale as gold_scale,
+        case when scale in ('thousand', 'million', 'billion') then scale else '' end as gold_scale,
         operands_json,
         case
             when regexp_matches(lower(question), 'percentage change|percent change|% change|growth rate') then 'pct_change'
@@ -84,15 +111,13 @@ tatqa as (
             else 'multi_step'
         end as analytic_type,
         answer_value as reference_value,
+        true as answer_matches_program,
         case
             when answer_type in ('span', 'multi-span') then 'span_answer'
             when answer_type = 'count' then 'count_answer'
             when answer_type <> 'arithmetic' then 'non_arithmetic_answer'
             when answer_from = 'text' then 'number_from_text'
             when derivation_value is null then 'program_not_executable'
-            -- '3 + (13) + 26': a bare parenthesised number is an accounting negative to TAT-QA but plain
-            -- arithmetic to a calculator; such derivations are ambiguous as a gold program
-            when regexp_matches(derivation, '\(\s*-?\d[\d,]*(\.\d+)?\s*\)') then 'ambiguous_derivation'
             when coalesce(n_unmatched, 0) > 0 then 'number_from_text'
             when coalesce(n_matched, 0) = 0 then 'no_table_numbers'
             else 'ok'
@@ -110,6 +135,7 @@ select
         {% endif %}
         when gold_value is null or isnan(gold_value) or isinf(gold_value) then 'non_finite_answer'
         when reference_value is null then 'non_numeric_answer'
+        when not answer_matches_program then 'answer_program_mismatch'
         when abs(gold_value - reference_value) > greatest(0.01 * abs(reference_value), 0.006)
              and abs(gold_value - reference_value * 100) > greatest(0.01 * abs(reference_value * 100), 0.006)
              and abs(gold_value * 100 - reference_value) > greatest(0.01 * abs(reference_value), 0.006)

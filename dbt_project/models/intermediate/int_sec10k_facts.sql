@@ -1,6 +1,12 @@
 -- Candidate facts for task synthesis: sec10k cells in a period column (a fiscal year such as `2024`
 -- or a date such as `december_31_2024`), each with a status saying whether it can seed a task.
 -- Non-ok statuses surface in task_exclusions.
+--
+-- scale: the scale the table states for the cell ('' | thousand | million | billion), the most specific
+-- first: its row label, its column header, the table's description (macro stated_scale). Only amounts
+-- (currency / plain numbers) have one, and not rows that are per-share, per-unit, percentages, ratios,
+-- prices, share counts, day / year counts or headcounts (var unscaled_row_pattern), nor cells whose row,
+-- column or table states two different scales.
 with cells as (
     select
         c.*,
@@ -45,6 +51,12 @@ select
     cell_text,
     value,
     value_kind,
+    case
+        when value_kind not in ('currency', 'number') then ''
+        when regexp_matches(replace(lower(row_label), '_', ' '), '{{ var("unscaled_row_pattern") }}') then ''
+        else coalesce(nullif(coalesce({{ stated_scale('row_label') }}, {{ stated_scale('column_name') }},
+                                      {{ stated_scale('description') }}), 'ambiguous'), '')
+    end as scale,
     case
         when row_label is null or row_label = '' then 'blank_row_label'
         when label_count > 1 then 'duplicate_row_label'

@@ -1,6 +1,9 @@
 -- Candidate multi-table tasks: two values from two DIFFERENT tables of the same company and fiscal year,
 -- combined by ratio, difference or share. Each table contributes one anchor fact per year: its first
 -- "total ..." row if it has one, else its first row with a currency amount (e.g. '$61,307').
+-- The families are declarative specs turned into SQL by the macro synth_families (macros/task_families.sql).
+-- Two anchors whose tables state different scales (thousands vs millions) are not comparable
+-- (scale_mismatch); a difference is in the scale both tables state, ratios and shares are scale-free.
 with amounts as (
     -- a company missing from seeds/company_names.csv is named from its folder ('my_corp' -> 'My Corp')
     select f.*, coalesce(n.display_name, {{ company_display_name('f.company') }}) as display_name
@@ -31,7 +34,8 @@ pairs as (
     select
         a.*,
         b.table_name as b_table_name, b.description as b_description, b.row_label_column as b_row_label_column,
-        b.row_label as b_row_label, b.column_name as b_column_name, b.cell_text as b_cell_text, b.value as b_value
+        b.row_label as b_row_label, b.column_name as b_column_name, b.cell_text as b_cell_text, b.value as b_value,
+        b.scale as b_scale
     from ordered as a
     join ordered as b
       on a.world_id = b.world_id and a.period_year = b.period_year
@@ -47,61 +51,63 @@ combined as (
             {{ operand_json('p') }},
             json_object('table', b_table_name, 'row_label_column', b_row_label_column, 'row_label', b_row_label,
                         'column', b_column_name, 'cell_text', b_cell_text, 'value', b_value)
-        ]) as operands_json
+        ]) as operands_json,
+        case when scale = b_scale then scale else '' end as pair_scale,
+        scale <> '' and b_scale <> '' and scale <> b_scale as scale_mismatch
     from pairs as p
 ),
 
-{% set a_phrase = "display_name || '''s ' || " ~ label_phrase('row_label') ~ " || ' (10-K table on ' || " ~ topic_phrase('description') ~ " || ')'" %}
-{% set b_phrase = label_phrase('b_row_label') ~ " || ' (10-K table on ' || " ~ topic_phrase('b_description') ~ " || ')'" %}
+{% set a = "{company}'s {label} (10-K table on {topic})" %}
+{% set b = "{b_label} (10-K table on {b_topic})" %}
+{% set families = [
+    {
+        'name': 'cross_table_ratio', 'source': 'combined', 'columns': ['b_table_name'],
+        'key': "pair_key || '|ratio'",
+        'expression': "'a0 / a1'", 'value': 'case when b_value <> 0 then value / b_value end',
+        'unit': "'ratio'", 'scale': "''",
+        'variant_key': "pair_key || 'ratio'",
+        'questions': [
+            "In fiscal {year}, what was the ratio of " ~ a ~ " to " ~ b ~ "?",
+            "Divide " ~ a ~ " by " ~ b ~ ", both for fiscal {year}.",
+            "For fiscal {year}, how many times " ~ b ~ " is " ~ a ~ "?",
+        ],
+        'status': "case when scale_mismatch then 'scale_mismatch' when b_value = 0 then 'zero_denominator' else 'ok' end",
+    },
+    {
+        'name': 'cross_table_difference', 'source': 'combined', 'columns': ['b_table_name'],
+        'key': "pair_key || '|difference'",
+        'expression': "'a0 - a1'", 'value': 'value - b_value', 'unit': "'number'", 'scale': 'pair_scale',
+        'variant_key': "pair_key || 'difference'",
+        'questions': [
+            "In fiscal {year}, what is the difference between " ~ a ~ " and " ~ b ~ " (first minus second)?",
+            "Subtract " ~ b ~ " from " ~ a ~ " for fiscal {year}.",
+            "By how much does " ~ a ~ " exceed " ~ b ~ " in fiscal {year}? Give a negative number if it is smaller.",
+        ],
+        'status': "case when scale_mismatch then 'scale_mismatch' else 'ok' end",
+    },
+    {
+        'name': 'cross_table_share', 'source': 'combined', 'columns': ['b_table_name'],
+        'key': "pair_key || '|share'",
+        'expression': "'a0 / (a0 + a1) * 100'",
+        'value': 'case when value > 0 and b_value > 0 then value / (value + b_value) * 100 end',
+        'unit': "'percent'", 'scale': "''",
+        'variant_key': "pair_key || 'share'",
+        'questions': [
+            "In fiscal {year}, what percentage of the combined total of " ~ a ~ " and " ~ b ~ " does the first represent?",
+            "Taking " ~ a ~ " and " ~ b ~ " for fiscal {year}, what share (in percent) of their sum is the first?",
+            "For fiscal {year}, express " ~ a ~ " as a percent of its sum with " ~ b ~ ".",
+        ],
+        'status': "case when scale_mismatch then 'scale_mismatch' when value <= 0 or b_value <= 0 then 'non_positive_value' else 'ok' end",
+    },
+] %}
 
-cross_table_ratio as (
-    select
-        pair_key || '|ratio' as candidate_key, 'cross_table_ratio' as family,
-        world_id, company, table_name, b_table_name, operands_json,
-        'a0 / a1' as gold_expression,
-        case when b_value <> 0 then value / b_value end as gold_value,
-        'ratio' as gold_unit,
-        {{ pick_variant("pair_key || 'ratio'", [
-            "'In fiscal ' || period_year || ', what was the ratio of ' || " ~ a_phrase ~ " || ' to ' || " ~ b_phrase ~ " || '?'",
-            "'Divide ' || " ~ a_phrase ~ " || ' by ' || " ~ b_phrase ~ " || ', both for fiscal ' || period_year || '.'",
-            "'For fiscal ' || period_year || ', how many times ' || " ~ b_phrase ~ " || ' is ' || " ~ a_phrase ~ " || '?'"
-        ]) }} as question,
-        case when b_value = 0 then 'zero_denominator' else 'ok' end as status
-    from combined
-),
-
-cross_table_difference as (
-    select
-        pair_key || '|difference' as candidate_key, 'cross_table_difference' as family,
-        world_id, company, table_name, b_table_name, operands_json,
-        'a0 - a1' as gold_expression,
-        value - b_value as gold_value,
-        'number' as gold_unit,
-        {{ pick_variant("pair_key || 'difference'", [
-            "'In fiscal ' || period_year || ', what is the difference between ' || " ~ a_phrase ~ " || ' and ' || " ~ b_phrase ~ " || ' (first minus second)?'",
-            "'Subtract ' || " ~ b_phrase ~ " || ' from ' || " ~ a_phrase ~ " || ' for fiscal ' || period_year || '.'",
-            "'By how much does ' || " ~ a_phrase ~ " || ' exceed ' || " ~ b_phrase ~ " || ' in fiscal ' || period_year || '? Give a negative number if it is smaller.'"
-        ]) }} as question,
-        'ok' as status
-    from combined
-),
-
-cross_table_share as (
-    select
-        pair_key || '|share' as candidate_key, 'cross_table_share' as family,
-        world_id, company, table_name, b_table_name, operands_json,
-        'a0 / (a0 + a1) * 100' as gold_expression,
-        case when value > 0 and b_value > 0 then value / (value + b_value) * 100 end as gold_value,
-        'percent' as gold_unit,
-        {{ pick_variant("pair_key || 'share'", [
-            "'In fiscal ' || period_year || ', what percentage of the combined total of ' || " ~ a_phrase ~ " || ' and ' || " ~ b_phrase ~ " || ' does the first represent?'",
-            "'Taking ' || " ~ a_phrase ~ " || ' and ' || " ~ b_phrase ~ " || ' for fiscal ' || period_year || ', what share (in percent) of their sum is the first?'",
-            "'For fiscal ' || period_year || ', express ' || " ~ a_phrase ~ " || ' as a percent of its sum with ' || " ~ b_phrase ~ " || '.'"
-        ]) }} as question,
-        case when value <= 0 or b_value <= 0 then 'non_positive_value' else 'ok' end as status
-    from combined
+candidates as (
+    {{ synth_families(families) }}
 )
 
-select * from cross_table_ratio
-union all select * from cross_table_difference
-union all select * from cross_table_share
+select
+    * replace (
+        case when status = 'ok' and length(question) > {{ var('max_question_chars') }} then 'question_too_long' else status end
+            as status
+    )
+from candidates

@@ -1,6 +1,8 @@
 -- One row per task: synthesised sec10k tasks (single- and multi-table) and real FinQA / TAT-QA questions.
 -- The gold spec (gold_tables, gold_operands, gold_expression) says exactly where every number lives and how
 -- the answer is computed, so an oracle can solve each task through the environment's real tools.
+-- gold_unit: number | percent (gold in percent points) | ratio (gold a fraction, 0.4632 = 46.32%);
+-- gold_scale: '' | thousand | million | billion (the scale a bare number in the gold's table is stated in).
 with single_table as (
     select *
     from {{ ref('int_synth_single_table_tasks') }}
@@ -22,7 +24,7 @@ synthesised as (
         'syn_' || left(md5(family || '|' || candidate_key), 16) as task_id,
         'sec10k' as source, 'sec10k.' || family as template_id, 'single_table' as question_type,
         family as analytic_type, world_id, company, question,
-        gold_value, gold_unit, cast(null as varchar) as gold_scale,
+        gold_value, gold_unit, gold_scale,
         to_json([table_name]) as gold_tables, operands_json as gold_operands,
         gold_expression, 'template' as gold_program_kind
     from single_table
@@ -31,7 +33,7 @@ synthesised as (
         'syn_' || left(md5(family || '|' || candidate_key), 16),
         'sec10k', 'sec10k.' || family, 'multi_table',
         family, world_id, company, question,
-        gold_value, gold_unit, cast(null as varchar),
+        gold_value, gold_unit, gold_scale,
         to_json([table_name, b_table_name]), operands_json,
         gold_expression, 'template'
     from multi_table

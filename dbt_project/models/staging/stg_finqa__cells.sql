@@ -2,11 +2,14 @@
 -- the row-label column (column 0) is always called `item`.
 with cells as (
     -- the original cell text ('$(4,096)') where FinQA kept it, else its normalised text without the
-    -- repeated parenthetical FinQA's normalisation appends ('$ -4096 ( 4096 )' -> '$ -4096')
+    -- repeated parenthetical FinQA's normalisation appends ('$ -4096 ( 4096 )' -> '$ -4096'), or an empty
+    -- one ('( 0.4 ) % (  % )' -> '( 0.4 ) %')
     select lower(replace(report_id, '/', '_')) as world_id, page as table_name, row_index, column_index,
         coalesce(
             cell_text_original,
-            regexp_replace(cell_text, '^([^(]*\d[^(]*?)\s+\(\s*[\d.,]+\s*%?\s*\)$', '\1')
+            regexp_replace(
+                regexp_replace(cell_text, '^([^(]*\d[^(]*?)\s+\(\s*[\d.,]+\s*%?\s*\)$', '\1'),
+                '\s+\(\s*%?\s*\)$', '')
         ) as cell_text
     from {{ source('raw', 'finqa_cells') }}
 ),

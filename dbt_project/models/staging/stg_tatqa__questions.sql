@@ -12,6 +12,7 @@ select
     q.answer_from,
     q.derivation,
     q.derivation_value,
+    q.program_numbers,
     nullif(q.scale, '') as scale,
     q.source_file
 from {{ source('raw', 'tatqa_questions') }} as q

@@ -7,7 +7,7 @@ pipeline (parse, walk, regenerate) costs ~100-200 µs, more than DuckDB needs to
 query lies in a small subset that is safe *by construction*, and if so returns the SQL to execute.
 
 It never rejects. Anything outside the subset -- or anything it is unsure about -- returns ``None``
-and goes through the full validation in :mod:`rl_assets.sandbox`, which also writes every error
+and goes through the full validation in :mod:`rl_assets.sandbox.validation`, which also writes every error
 message. So the fast path changes speed, not behaviour: the test suite checks that every query it
 accepts is also accepted by the full validator and gives the same result.
 
