@@ -140,8 +140,13 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
     for task, env in zip(tasks, envs):
         observation = env.reset(**task)
         states.append({"messages": initial_messages(observation, system_prompt), "stop": None, "turns": 0,
-                       "well_formed": 0, "tokens_in": 0, "tokens_out": 0, "model_s": 0.0, "env_s": 0.0, "error": None})
+                       "well_formed": 0, "tokens_in": 0, "tokens_out": 0, "model_s": 0.0, "env_s": 0.0, "error": None,
+                       "latency_s": None})
     while True:
+        now = time.perf_counter() - started
+        for state in states:  # an episode's latency: from the batch's start until its own last turn ended
+            if state["stop"] is not None and state["latency_s"] is None:
+                state["latency_s"] = now
         active = [i for i, s in enumerate(states) if s["stop"] is None]
         if not active:
             break
@@ -191,7 +196,10 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
                 state["stop"] = "submitted"
             elif state["turns"] >= max_turns:
                 state["stop"] = "max_turns"
-    elapsed = time.perf_counter() - started
+    ended = time.perf_counter() - started
+    for state in states:
+        if state["latency_s"] is None:
+            state["latency_s"] = ended
     episodes = []
     for task, env, state in zip(tasks, envs, states):
         report = env.report
@@ -201,6 +209,6 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
             reward=float(report["reward"]), rubric=rubric, tool_calls=report["tool_calls"], stop_reason=state["stop"],
             turns=state["turns"], well_formed_turns=state["well_formed"], tokens_in=state["tokens_in"],
             tokens_out=state["tokens_out"], model_seconds=state["model_s"], env_seconds=state["env_s"],
-            latency_s=elapsed, messages=state["messages"],
+            latency_s=state["latency_s"], messages=state["messages"],
         ))
     return episodes

@@ -6,7 +6,7 @@
 `--config` is a name under rl_assets/configs/ (tiny-test, tiny-local, tiny-cpu-long, tiny-gpu, qwen3-4b-lora)
 or a YAML path; `--set key=value` overrides any field. Re-running the same command resumes from the last
 checkpoint under `<output>/checkpoints/` (see rl_assets.training.run). Progress is printed one line per
-logging step and, when Dagster launched the process, streamed through Dagster Pipes (log lines and custom
+logging step and, when Dagster launched the process, streamed through Dagster Pipes (`rl_assets.pipes.open_pipes`: a local subprocess or the run bucket; log lines and custom
 messages per step, one asset materialisation at the end); without Dagster the Pipes calls do nothing.
 """
 
@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "not launched by Dagster" notice, when run by hand
-        from dagster_pipes import open_dagster_pipes
+        from rl_assets.pipes import open_pipes  # the local subprocess channel, or the run bucket on a cloud GPU
 
-        pipes_context = open_dagster_pipes()
+        pipes_context = open_pipes()
     from rl_assets.training.config import load_config
 
     config = load_config(args.config, args.overrides)

@@ -365,6 +365,26 @@ def subprocess_attempt(command: list[str], base_env: dict[str, str], cwd: Path) 
     return run
 
 
+def run_line_attempt(task_yaml: Path, base_env: dict[str, str], cwd: Path) -> Attempt:
+    """An attempt that runs the task file's own `run` script with bash, as the machine would: the task's
+    mount paths (/finqa/...) stand for the machine's local mount directories, and the process gets only
+    `base_env` + the task's envs."""
+    import yaml
+
+    script = yaml.safe_load(Path(task_yaml).read_text())["run"]
+
+    def run(machine: Machine) -> int:
+        text = script
+        for mount in sorted(machine.mounts, key=len, reverse=True):
+            text = text.replace(mount, str(machine.mounts[mount]))
+        env = {**base_env, **machine.envs}
+        done = subprocess.run(["bash", "-c", text], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+        machine.output_lines.extend((done.stdout + done.stderr).splitlines())
+        return done.returncode
+
+    return run
+
+
 def minimal_env(**extra: str) -> dict[str, str]:
     """What a fresh machine's shell has: PATH and HOME, nothing of this test process."""
     return {

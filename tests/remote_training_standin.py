@@ -35,7 +35,7 @@ def main() -> int:
 
     from rl_assets.pipes import open_pipes
 
-    snapshot_hash = json.loads((Path(args.snapshot) / "manifest.json").read_text())["hash"]
+    snapshot_hash = json.loads((Path(args.snapshot) / "manifest.json").read_text())["snapshot_hash"]
     output = Path(args.output)
     checkpoints = output / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)

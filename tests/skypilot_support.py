@@ -20,7 +20,7 @@ def make_snapshot(root: Path, content: str = "tasks") -> tuple[Path, str]:
     path.mkdir(parents=True)
     (path / "tasks.parquet").write_text(content)
     (path / "world.duckdb").write_bytes(b"\0" * 1024)
-    (path / "manifest.json").write_text(json.dumps({"hash": snapshot_hash, "tables": {}}))
+    (path / "manifest.json").write_text(json.dumps({"snapshot_hash": snapshot_hash, "tables": {}}))
     return path, snapshot_hash
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,9 +19,6 @@ from orchestration.defs import evaluation as ev
 from orchestration.defs.automation import (AUTOMATION_INTERVAL_S, RAW_CHECK_INTERVAL_S, automation_sensor,
                                            raw_files_sensor, with_automation)
 from rl_assets.evaluation.store import EvaluationStore
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hf_rollouts_standin  # noqa: E402
 
 SYNTH, MULTI = "single_table-synth-test", "multi_table-synth-test"
 POLICIES = ("oracle", "tiny-untrained", "tiny-local")
@@ -74,10 +70,8 @@ def report_snapshot(instance: dg.DagsterInstance, path: Path) -> None:
 @pytest.fixture(scope="module")
 def automated(snapshot_dir, tmp_path_factory):
     """Evaluation definitions (three policies x two task sets, 4 tasks each) on an ephemeral instance that
-    knows the pipeline's snapshot; local-model rollouts are the tests' stand-in."""
+    knows the pipeline's snapshot; the tiny models play through the real local-model rollouts."""
     root = tmp_path_factory.mktemp("evaluation_assets")
-    patch = pytest.MonkeyPatch()
-    patch.setattr("rl_assets.policies.hf.default_rollouts", lambda: hf_rollouts_standin.run_hf_episodes)
     parts = ev.build_evaluation_defs(policies=POLICIES, task_sets=(SYNTH, MULTI))
     settings = ev.EvaluationSettings(store_path=str(root / "evaluations.duckdb"), reports_root=str(root / "reports"),
                                      models_root=str(root / "models"), sample_size=4, max_turns=2, max_new_tokens=8)
@@ -88,7 +82,6 @@ def automated(snapshot_dir, tmp_path_factory):
     report_snapshot(instance, snapshot_dir)
     yield defs, instance, root, EvaluationStore(settings.store_path)
     instance.dispose()
-    patch.undo()
 
 
 def test_automation_evaluates_every_available_policy_and_only_what_changed_afterwards(automated, snapshot_dir, tiny_run):
@@ -240,8 +233,9 @@ def test_the_project_definitions_load_with_automation_on_every_stage_but_trainin
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.is_materializable:
+        if node.is_materializable and node.group_name != "training":
             assert node.automation_condition is not None, key
+    assert graph.get(dg.AssetKey("policy")).automation_condition is None  # training costs money: never automatic
     assert {s.name for s in defs.sensors} >= {"raw_files_sensor", "finqa_automation"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
     main = defs.resolve_job_def("main")

@@ -145,30 +145,27 @@ def test_the_router_escalates_failing_episodes_and_accounts_per_policy(chat_serv
 def tiny_model(snapshot_dir, tmp_path_factory):
     from rl_assets.policies.tiny import build_untrained_tiny_model
 
-    return build_untrained_tiny_model(snapshot_dir, tmp_path_factory.mktemp("models"))
+    return build_untrained_tiny_model(snapshot_dir, tmp_path_factory.mktemp("models"), config="tiny-test")
 
 
 def test_the_untrained_tiny_model_is_built_once_and_deterministically(tiny_model, snapshot_dir, tmp_path):
     from rl_assets.policies.tiny import build_untrained_tiny_model
 
-    assert build_untrained_tiny_model(snapshot_dir, tiny_model.parent) == tiny_model
-    again = build_untrained_tiny_model(snapshot_dir, tmp_path)
+    assert build_untrained_tiny_model(snapshot_dir, tiny_model.parent, config="tiny-test") == tiny_model
+    again = build_untrained_tiny_model(snapshot_dir, tmp_path, config="tiny-test")
     assert again.name == tiny_model.name and model_version(again) == model_version(tiny_model)
     assert json.loads((tiny_model / "prompt.json").read_text())["system_prompt"]
 
 
 def test_the_hf_policy_plays_through_the_local_model_rollouts(tiny_model, snapshot_dir, eval_tasks):
-    sys.path.insert(0, str(Path(__file__).parent))
-    import hf_rollouts_standin as standin
-
-    policy = load_policy("tiny-untrained", snapshot=snapshot_dir, artifact=tiny_model, hf_rollouts=standin.run_hf_episodes)
+    policy = load_policy("tiny-untrained", snapshot=snapshot_dir, artifact=tiny_model)
     assert policy.spec == f"hf:{tiny_model}" and policy.version == model_version(tiny_model)
     episodes = policy.run_episodes(eval_tasks * 2, snapshot_dir, GenerationSettings(max_turns=2, max_new_tokens=8, batch_size=8))
     assert len(episodes) == 8 and all(e.policy == "tiny-untrained" for e in episodes)
-    assert all(e.turns >= 1 and e.tokens_out > 0 and e.model_seconds > 0 for e in episodes)
+    assert [e.task_id for e in episodes] == [t["task_id"] for t in eval_tasks * 2]
+    assert all(1 <= e.turns <= 2 and 0 < e.tokens_out <= 16 and e.model_seconds > 0 for e in episodes)
+    assert all(0 < e.latency_s for e in episodes)
     assert not any(e.correct for e in episodes)  # an untrained model answers nothing right
-    assert standin.CALLS[-1] == {"model": str(tiny_model), "tasks": 8, "greedy": True, "batch_size": 8,
-                                 "max_turns": 2, "max_new_tokens": 8, "seed": 0}
 
 
 def test_model_version_hashes_weights_and_config_and_run_lineage_is_read(tiny_model, tmp_path):
@@ -241,4 +238,8 @@ def test_the_untrained_counterpart_of_a_run_is_its_own_starting_point(tiny_model
     monkeypatch.setenv("FINQA_RL_MODELS_DIR", str(models))
     assert load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir == untrained
     shutil.rmtree(run / "checkpoints")
-    assert load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir.name == tiny_model.name
+    from rl_assets.policies.tiny import build_untrained_tiny_model
+
+    built = load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir
+    assert built == build_untrained_tiny_model(snapshot_dir, models).resolve()  # tiny-local's starting point, built once
+    assert json.loads((built / "recipe.json").read_text())["config"] == "tiny-local"

@@ -103,7 +103,8 @@ def test_train_task_runs_the_training_entry_point_on_the_mounted_snapshot_and_bu
     config = yaml.safe_load((INFRA / "sky" / "train.yaml").read_text())
     run = command_line(config["run"])
     assert (
-        '.venv/bin/python -m rl_assets.train --config "$FINQA_RL_CONFIG" --snapshot /finqa/snapshot '
+        '.venv/bin/python -m rl_assets.train --config "$FINQA_RL_CONFIG" '
+        '--snapshot "$HOME/finqa-snapshots/$FINQA_RL_SNAPSHOT_HASH" '
         '--output "/finqa/bucket/runs/$FINQA_RL_RUN_ID" "${train_args[@]}"'
     ) in run
     assert config["resources"]["job_recovery"]["max_restarts_on_errors"] == 0
@@ -112,7 +113,7 @@ def test_train_task_runs_the_training_entry_point_on_the_mounted_snapshot_and_bu
 def test_eval_task_runs_the_evaluation_entry_point_and_leaves_its_database_in_the_bucket():
     run = command_line(yaml.safe_load((INFRA / "sky" / "eval.yaml").read_text())["run"])
     assert '.venv/bin/finqa-rl eval --policy "$FINQA_RL_POLICY"' in run
-    assert '--tasks "$FINQA_RL_TASKS"' in run and "--snapshot /finqa/snapshot" in run
+    assert '--tasks "$FINQA_RL_TASKS"' in run and '--snapshot "$HOME/finqa-snapshots/$FINQA_RL_SNAPSHOT_HASH"' in run
     assert '"/finqa/bucket/evals/$FINQA_RL_EVAL_ID/eval.duckdb"' in run
 
 

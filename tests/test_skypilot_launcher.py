@@ -117,7 +117,7 @@ def test_cluster_run_submits_the_train_task_tears_down_and_records_compute(s3_se
     }
     # The machine found the snapshot in the bucket (uploaded by the launcher).
     (machine,) = remote.attempts
-    assert json.loads((machine.mounts["/finqa/snapshot"] / "manifest.json").read_text())["hash"] == snapshot[1]
+    assert json.loads((machine.mounts["/finqa/snapshot"] / "manifest.json").read_text())["snapshot_hash"] == snapshot[1]
     # Torn down after the job, once.
     assert [call for call, _ in cloud.calls if call in ("launch", "down")] == ["launch", "down"]
     assert cloud.calls_named("down")[0]["cluster_name"] == name

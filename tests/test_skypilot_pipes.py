@@ -6,14 +6,16 @@ gets only the task's envs — the Pipes bootstrap variables and the bucket — a
 the bucket alone). Faked: SkyPilot's API server and the cloud machine (tests/fake_sky.py): it emulates the
 task's bucket mounts and preempts the first attempt of the managed job, which then resumes.
 
-The remote command is a parameter: today the stand-in tests/remote_training_standin.py (same command line,
-same Pipes reporting, same resume contract as the training entry point); with the entry point in place it
-becomes `python -m rl_assets.train --config tiny-test --snapshot {snapshot} --output {output} {train_args}`.
+The preempted-and-resumed run uses the stand-in tests/remote_training_standin.py (same command line, same
+Pipes reporting, same resume contract as the training entry point, but it dies at an exact step on cue);
+the real entry point, started by infra/sky/train.yaml's own run script, goes the same way without a
+preemption (its own resume after a kill is tested in tests/test_training_entry_point.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -100,3 +102,44 @@ def test_metrics_and_materialisation_of_a_preempted_and_resumed_remote_run_arriv
     assert (out / "model" / "prompt.json").is_file()
     assert not (out / "checkpoints").exists()
     assert client.head_object(Bucket=s3_bucket, Key="runs/pipes-e2e/checkpoints/last.json")
+
+
+def test_the_training_entry_point_reports_through_the_bucket_and_its_artifact_comes_back(
+    snapshot_dir, s3_server, s3_bucket, tmp_path
+):
+    from rl_assets.snapshot import read_manifest
+
+    client = s3_server.client()
+    snapshot_hash = read_manifest(snapshot_dir)["snapshot_hash"]
+    machine_env = fake_sky.minimal_env(
+        HOME=str(tmp_path / "home"), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )  # fmt: skip
+    run_line = fake_sky.run_line_attempt(REPO_ROOT / "infra" / "sky" / "train.yaml", machine_env, cwd=REPO_ROOT)
+    fake_sky.install(fake_sky.FakeCloud(client, tmp_path / "cloud", run_line, preemptions=0))
+    launcher = SkyPilotLauncher(
+        bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, sdk_module="fake_sky", managed_job=True,
+        pipes_interval_s=0, job_poll_interval_s=0, catalog_dir=str(tmp_path / "no-catalog"),
+    )  # fmt: skip
+    launch = training_launch(tmp_path, snapshot_dir, snapshot_hash, run_id="entry-point-e2e", **{"grpo.max_steps": 2})
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = materialize(launcher, launch, instance)
+
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    out = Path(launch.output_dir)
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if m["stage"] == "grpo"] == [1, 2]
+    # every logging step's line reached the Dagster run through the bucket, and its custom message
+    logs = log_messages(instance, result)
+    assert [line.split("]")[0] + "]" for line in logs if re.match(r"\[(sft|grpo) \d+\]", line)] == [
+        f"[{m['stage']} {m['step']}]" for m in metrics
+    ]
+    event = materialization(result)
+    assert event.metadata["remote/custom_messages"].value == len(metrics)
+    assert event.metadata["remote/last_custom_message"].value["step"] == 2
+    assert event.metadata["snapshot_hash"].value == snapshot_hash
+    assert event.metadata["final/grpo/steps"].value == 2
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["snapshot_hash"] == snapshot_hash and lineage["compute"]["recovery_count"] == 0
+    assert (out / "model" / "prompt.json").is_file() and (out / "model" / "config.json").is_file()

@@ -133,7 +133,7 @@ def test_grpo_sampling_keeps_the_kv_cache_under_gradient_checkpointing(snapshot_
     from rl_assets.training.grpo import FinQAGRPOTrainer, dataset_rows, grpo_args
     from rl_assets.training.tiny import build_model
 
-    config = load_config("tiny-test", ["model.gradient_checkpointing=true", "grpo.temperature=1e-6",
+    config = load_config("tiny-test", ["model.gradient_checkpointing=true", "grpo.temperature=0.000001",
                                        "grpo.max_completion_length=24"])
     tasks = read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"])[:4]
     model = build_model(tiny_tokenizer, hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,

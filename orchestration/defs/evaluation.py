@@ -372,12 +372,6 @@ class PolicyOutcome:
     pass_at_1: dict[str, float | None] | None = None
 
 
-def hf_rollouts_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("rl_assets.rollouts") is not None
-
-
 def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = POLICIES,
                     task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print) -> list[PolicyOutcome]:
     """Materialise the evaluation partitions of `policies` × `task_sets` and each policy's report, one
@@ -392,9 +386,6 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
             return [PolicyOutcome(p, "failed", f"evaluation/task_sets[{task_set}] failed") for p in policies]
     outcomes = []
     for name in sorted(policies, key=lambda p: p != DEFAULT_BASELINE):  # the baseline first: deltas in every summary
-        if name in ("tiny-untrained", "tiny-local") and not hf_rollouts_available():
-            outcomes.append(PolicyOutcome(name, "skipped", "local-model rollouts (rl_assets.rollouts) not installed"))
-            continue
         result = execute("evaluation_policies", name)
         if not result.success:
             outcomes.append(PolicyOutcome(name, "failed", "evaluation/policies failed (see the run's logs)"))

@@ -27,7 +27,7 @@ from rl_assets.training.lineage import training_code_version
 
 SNAPSHOT_KEY = dg.AssetKey("environment_snapshot")
 ORACLE_CHECK = dg.AssetCheckKey(SNAPSHOT_KEY, "oracle_pass_rate")
-LAUNCHERS = {"local": "local_launcher"}  # launcher name -> resource key (the SkyPilot launcher adds its own)
+LAUNCHERS = {"local": "local_launcher", "skypilot": "skypilot_launcher"}  # launcher name -> resource key
 TRAINING_CODE_VERSION = training_code_version()
 
 
@@ -98,6 +98,7 @@ def policy(context: dg.AssetExecutionContext, config: PolicyRunConfig) -> dg.Mat
         metadata["training_curve_path"] = dg.MetadataValue.path(str(curve))
     metadata.update({
         "artifact_path": dg.MetadataValue.path(str(output_dir)),
+        "path": dg.MetadataValue.path(str(output_dir)),  # the recorded output: gone -> the main command re-trains
         "model_path": dg.MetadataValue.path(str(output_dir / "model")),
         "run_id": run_id,
         "launcher": config.launcher,

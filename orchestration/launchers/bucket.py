@@ -73,7 +73,7 @@ def upload_snapshot(client: Any, bucket: str, snapshot_path: str | Path, snapsho
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{root} is not an environment snapshot: {MANIFEST} is missing")
-    manifest_hash = json.loads(manifest_path.read_text()).get("hash")
+    manifest_hash = json.loads(manifest_path.read_text()).get("snapshot_hash")  # as rl_assets.snapshot writes it
     if manifest_hash != snapshot_hash:
         raise ValueError(
             f"{manifest_path}: hash {manifest_hash!r} does not match the requested snapshot {snapshot_hash!r}"

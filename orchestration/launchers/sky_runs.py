@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     client = s3_client(args.endpoint_url)
 
     if args.command == "upload-snapshot":
-        snapshot_hash = args.snapshot.resolve().name
+        from rl_assets.snapshot import read_manifest
+
+        snapshot_hash = read_manifest(args.snapshot)["snapshot_hash"]
         upload = upload_snapshot(client, bucket, args.snapshot, snapshot_hash)
         print(f"{'uploaded' if upload.uploaded else 'already there'}: {upload.uri} ({upload.files} files)")
         print(f"sky launch ... --env FINQA_RL_BUCKET={bucket} --env FINQA_RL_SNAPSHOT_HASH={snapshot_hash}")

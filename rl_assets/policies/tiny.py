@@ -3,11 +3,12 @@
 Where a training run exists, the untrained model is that run's own starting point: its
 `checkpoints/base/` (the randomly initialised model and the tokenizer it was trained from) with its
 `model/prompt.json`, so trained and untrained differ only by training (`untrained_from_run`). Without a
-run, one is built here without downloads (`build_untrained_tiny_model`): a byte-level BPE tokenizer trained with `tokenizers` on the snapshot's training questions and table names,
-TRL's Qwen3 chat template (tool calls), and a small randomly initialised `Qwen3ForCausalLM` (seeded), saved
-in Hugging Face format with `prompt.json` like a training artifact's `model/`. The directory is named by a
-hash of everything that goes into it (architecture, vocabulary size, seed, corpus), so it is built once per
-corpus and reused; `rl_assets.policies.hf.model_version` hashes its files for lineage.
+run, the same starting point is built by the training code itself (`rl_assets.training.run.build_untrained`:
+tokenizer, chat template and seeded weights exactly as a run of that config on that snapshot would begin)
+and saved in Hugging Face format with `prompt.json` like a training artifact's `model/`. The directory is
+named by the config hash, the training data (train-split tasks and their companies' tables) and the
+training code version, so it is built once and reused, and a change elsewhere in the snapshot keeps it;
+`rl_assets.policies.hf.model_version` hashes its files for lineage.
 """
 
 from __future__ import annotations
@@ -19,36 +20,21 @@ import shutil
 import uuid
 from pathlib import Path
 
-from rl_assets.policies.prompting import SYSTEM_PROMPT
-from rl_assets.snapshot import read_tasks
-
-FORMAT_VERSION = 1
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>",
-                  "<tool_response>", "</tool_response>", "<think>", "</think>"]
-VOCAB_SIZE = 4096
-ARCHITECTURE = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=32, max_position_embeddings=16384, tie_word_embeddings=True)
-# environment options the model is played with (prompt.json), as a training artifact records them
-ENV_OPTIONS = {"description_chars": 0}
+DEFAULT_CONFIG = "tiny-local"  # the main job's training config: its starting point is the floor
 
 
-def _corpus(snapshot: Path) -> list[str]:
-    import duckdb
+def build_untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | os.PathLike,
+                               config: str = DEFAULT_CONFIG) -> Path:
+    """The untrained model of the tiny training `config` on `snapshot`, under `models_root` (built if missing)."""
+    from rl_assets.training.config import load_config
+    from rl_assets.training.lineage import training_code_version
+    from rl_assets.training.run import build_untrained
 
-    texts = sorted(t["question"] for t in read_tasks(snapshot, splits=["train"]))
-    with duckdb.connect() as con:
-        texts += [r[0] for r in con.execute(
-            f"SELECT DISTINCT table_name FROM read_parquet('{snapshot / 'world_tables.parquet'}') ORDER BY 1").fetchall()]
-    return texts
-
-
-def build_untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | os.PathLike, seed: int = 0) -> Path:
-    """The untrained tiny model's directory under `models_root` (built if missing)."""
+    train_config = load_config(config)
     snapshot = Path(snapshot)
-    corpus = _corpus(snapshot)
-    recipe = {"format": FORMAT_VERSION, "architecture": ARCHITECTURE, "vocab_size": VOCAB_SIZE, "seed": seed,
-              "env": ENV_OPTIONS, "system_prompt": SYSTEM_PROMPT,
-              "corpus": hashlib.sha256("\n".join(corpus).encode()).hexdigest()}
+    recipe = {"config": train_config.name, "config_hash": train_config.hash,
+              "training_data": training_data_hash(snapshot, train_config),
+              "training_code_version": training_code_version()}
     build_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     out = Path(models_root) / f"tiny-untrained-{build_hash}"
     if (out / "config.json").is_file():
@@ -56,7 +42,7 @@ def build_untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | o
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{uuid.uuid4().hex}"
     try:
-        _build(tmp, corpus, seed)
+        build_untrained(train_config, snapshot, tmp)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
         try:
             tmp.rename(out)
@@ -66,6 +52,25 @@ def build_untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | o
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def training_data_hash(snapshot: Path, train_config) -> str:
+    """Hash of what a run's starting point is built from: its train-split tasks and its companies' tables (a
+    change to val/test tasks or other companies leaves the untrained model, and its version, as it was)."""
+    import duckdb
+
+    from rl_assets.snapshot import read_tasks
+
+    data = train_config.data
+    tasks = read_tasks(snapshot, splits=["train"], question_types=data.question_types, sources=data.sources)
+    digest = hashlib.sha256(json.dumps(tasks, sort_keys=True, default=str).encode())
+    companies = sorted({t["world_id"] for t in tasks})
+    with duckdb.connect() as con:
+        for name in ("world_tables", "world_cells"):
+            rows = con.execute(f"SELECT * FROM read_parquet('{snapshot / f'{name}.parquet'}') "
+                               f"WHERE world_id IN (SELECT unnest(?)) ORDER BY ALL", [companies]).fetchall()
+            digest.update(repr(rows).encode())
+    return digest.hexdigest()[:16]
 
 
 def untrained_from_run(run_dir: str | os.PathLike, models_root: str | os.PathLike) -> Path | None:
@@ -105,28 +110,3 @@ def untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | os.Path
     """The untrained counterpart of `run_dir` when it keeps its base, else the one built for the snapshot."""
     from_run = untrained_from_run(run_dir, models_root) if run_dir is not None else None
     return from_run or build_untrained_tiny_model(snapshot, models_root)
-
-
-def _build(out: Path, corpus: list[str], seed: int) -> None:
-    import torch
-    import trl
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=SPECIAL_TOKENS[3:])
-    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3_instruct_2507.jinja").read_text()
-    torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(Qwen3Config(
-        vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        **ARCHITECTURE))
-    out.mkdir(parents=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "prompt.json").write_text(json.dumps({"system_prompt": SYSTEM_PROMPT, "env": ENV_OPTIONS}, indent=2) + "\n")

@@ -42,7 +42,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip()) if args.splits else None
     return ServerConfig(
-        snapshot=(args.snapshot or default_snapshot()).resolve(), host=args.host, port=args.port,
+        snapshot=(args.snapshot or default_snapshot()).absolute(), host=args.host, port=args.port,
         max_sessions=args.max_sessions, session_timeout_s=args.session_timeout, max_steps=args.max_steps,
         splits=splits, description_chars=args.description_chars, tool_threads=args.tool_threads,
         max_message_bytes=args.max_message_bytes, max_argument_chars=args.max_argument_chars,

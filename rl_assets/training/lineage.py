@@ -11,7 +11,7 @@ import yaml
 
 from rl_assets.snapshot import read_manifest
 from rl_assets.training.config import TrainConfig
-from rl_assets.versioning import code_version, git_commit
+from rl_assets.versioning import code_version, git_commit, module_closure
 
 LINEAGE_FILE = "lineage.json"
 MODEL_CARD = "README.md"
@@ -19,11 +19,12 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "t
 
 
 def training_code_version() -> str:
-    """Hash of every source file that decides what a training run does."""
-    from rl_assets import env, grading, prompts, rollouts, sandbox, snapshot, telemetry, training
-
-    return code_version(training, env, grading, prompts, rollouts, sandbox, snapshot, telemetry,
-                        extra_files=tuple(sorted((Path(training.__file__).parents[1] / "configs").glob("*.yaml"))))
+    """Hash of every source file that decides what a training run does: the entry point, every module of
+    rl_assets.training, everything of rl_assets they import (environment, sandbox, grading, rollouts, ...)
+    and the config files."""
+    training = Path(__file__).parent
+    modules = module_closure("rl_assets.train", *(f"rl_assets.training.{p.stem}" for p in sorted(training.glob("*.py"))))
+    return code_version(*modules, extra_files=tuple(sorted((training.parent / "configs").glob("*.yaml"))))
 
 
 def package_versions() -> dict[str, str]:

@@ -9,7 +9,7 @@ Every logging step of every stage becomes one JSON line in `<output>/metrics.jso
 
 `STANDARD_KEYS` maps TRL's log keys onto these names; every other numeric key TRL logs is kept under its
 own name. Under Pipes each step is also a log line in the Dagster run's event log (live) and a custom
-message carrying the same dict; without Dagster, `open_dagster_pipes()` returns a no-op context and only
+message carrying the same dict; without Dagster, `open_pipes()` returns a no-op context and only
 the printed line and the files remain.
 """
 

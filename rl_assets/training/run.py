@@ -70,12 +70,46 @@ def _task_world_names(tasks: list[dict[str, Any]]) -> list[str]:
     return sorted({t["world_id"] for t in tasks} | {str(t["company"]) for t in tasks if t.get("company")})
 
 
+def _tiny_base(config: TrainConfig, tasks: list[dict[str, Any]], conversations: list[list[dict[str, Any]]],
+               tools: list[dict[str, Any]]):
+    """The tiny model a run starts from: tokenizer trained on its first oracle conversations, seeded weights."""
+    corpus = tokenizer_corpus(conversations[: config.model.tiny.tokenizer_episodes], tools)
+    return build_tiny(config, corpus, forbidden_words=_task_world_names(tasks))
+
+
+def build_untrained(config: TrainConfig, snapshot: str | Path, out: str | Path) -> Path:
+    """Exactly the model a run of the tiny `config` on `snapshot` would start from (its `checkpoints/base/`),
+    saved to `out` with the `prompt.json` the run's `model/` would have: the untrained counterpart of a run
+    that was not trained (yet)."""
+    from transformers.utils import get_json_schema
+
+    if not config.is_tiny:
+        raise ValueError(f"config {config.name} starts from {config.model.base}, not from a tiny model")
+    snapshot, out = Path(snapshot).absolute(), Path(out)  # not resolved: a hash-named link to a copy is published
+    system_prompt = config.system_prompt if config.system_prompt is not None else SYSTEM_PROMPT
+    tasks = read_tasks(snapshot, splits=["train"], question_types=config.data.question_types, sources=config.data.sources)
+    env = TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob, description_chars=config.env.description_chars)
+    tools = [get_json_schema(tool) for tool in env_tools(env)]
+    conversations, _ = oracle_conversations(env, tasks, config.model.tiny.tokenizer_episodes, config.seed,
+                                            config.data.company_aliases, system_prompt)
+    model, tokenizer = _tiny_base(config, tasks, conversations, tools)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _write_prompt(config, out, system_prompt)
+    return out
+
+
+def _write_prompt(config: TrainConfig, model_dir: Path, system_prompt: str) -> None:
+    (model_dir / PROMPT_FILE).write_text(json.dumps(
+        {"system_prompt": system_prompt, "env": {"description_chars": config.env.description_chars}}, indent=2) + "\n")
+
+
 def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporter: Reporter) -> dict[str, Any]:
     """Run (or resume, or re-report) the training run; returns the final metrics."""
     import torch
     from transformers.utils import get_json_schema
 
-    snapshot, output = Path(snapshot).resolve(), Path(output).resolve()
+    snapshot, output = Path(snapshot).absolute(), Path(output).resolve()  # the snapshot path as named (a link on a cloud machine)
     if not (snapshot / "manifest.json").exists():
         raise FileNotFoundError(f"{snapshot} is not an environment snapshot (no manifest.json)")
     snapshot_hash = read_manifest(snapshot).get("snapshot_hash", snapshot.name)
@@ -105,8 +139,7 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
 
     if needs_base:
         if config.is_tiny:
-            corpus = tokenizer_corpus(conversations[: config.model.tiny.tokenizer_episodes], tools)
-            model, tokenizer = build_tiny(config, corpus, forbidden_words=_task_world_names(tasks))
+            model, tokenizer = _tiny_base(config, tasks, conversations, tools)
             model.save_pretrained(base_dir)
             reporter.info(f"built the tiny model: vocabulary {len(tokenizer)}, "
                           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
@@ -209,8 +242,7 @@ def _publish(config: TrainConfig, snapshot: Path, output: Path, stage_dir: Path,
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(stage_dir, model_dir, ignore=shutil.ignore_patterns(DONE_FILE, "training_args.bin"))
-    (model_dir / PROMPT_FILE).write_text(json.dumps(
-        {"system_prompt": system_prompt, "env": {"description_chars": config.env.description_chars}}, indent=2) + "\n")
+    _write_prompt(config, model_dir, system_prompt)
     metrics = read_metrics(output)
     summary = final_metrics(metrics)
     if metrics:
