@@ -48,7 +48,9 @@ def read_prompt_config(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path):
     """(model, tokenizer) from a model directory: a full model or a PEFT adapter over its base model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model would interleave with our progress lines
     directory = model_dir(path)
     if not directory.exists():
         raise FileNotFoundError(f"no model at {directory}")
