@@ -104,6 +104,14 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: str | Pa
     return result
 
 
+def partition_is_current(defs: dg.Definitions, instance: dg.DagsterInstance, key: dg.AssetKey,
+                         partition_key: str) -> bool:
+    """True when the partition was materialised and neither its code version nor an input's data version
+    changed since (Dagster's own staleness, as for the unpartitioned assets above)."""
+    resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), _Loading(instance))
+    return resolver.get_status(key, partition_key) == StaleStatus.FRESH
+
+
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run_plan: RunPlan, job_name: str = "main"):
     """Run the out-of-date assets (and their checks) as one run of the job."""
     return defs.resolve_job_def(job_name).execute_in_process(

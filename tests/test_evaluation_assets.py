@@ -282,3 +282,34 @@ def test_the_raw_file_sensor_notices_files_added_changed_and_removed(tmp_path):
     removed.write_bytes(content)  # back to what was observed two observations ago: still a change, a new run key
     sources, second_key = tick()
     assert sources == {"sec10k"} and second_key != first_key
+
+
+def test_the_main_commands_evaluation_skips_what_did_not_change(snapshot_dir, tmp_path):
+    """run_evaluations (the README main command's evaluation) evaluates a partition again only when its task
+    set, policy artifact or evaluation code changed: a re-run on unchanged inputs adds no evaluation."""
+    from rl_assets.evaluation.task_sets import load_task_set
+
+    parts = ev.build_evaluation_defs(policies=("oracle",), task_sets=(SYNTH,))
+    settings = ev.EvaluationSettings(store_path=str(tmp_path / "evaluations.duckdb"), reports_root=str(tmp_path / "reports"),
+                                     models_root=str(tmp_path / "models"), sample_size=4, max_turns=2, max_new_tokens=8)
+    defs = dg.Definitions(assets=[dg.AssetSpec("environment_snapshot"), *parts.assets], jobs=parts.jobs,
+                          resources={"evaluation": settings})
+    instance = dg.DagsterInstance.ephemeral()
+    report_snapshot(instance, snapshot_dir)
+    store = EvaluationStore(settings.store_path)
+
+    def evaluate() -> list[str]:
+        lines = []
+        outcomes = ev.run_evaluations(defs, instance, policies=("oracle",), task_sets=(SYNTH,), log=lines.append)
+        assert [(o.policy, o.status) for o in outcomes] == [("oracle", "reported")]
+        return lines
+
+    assert evaluate() == [f"evaluating oracle on {SYNTH}"]
+    evaluations = store.query("SELECT count(*) AS n FROM evaluations")[0]["n"]
+    assert evaluations == 1
+    assert evaluate() == [f"oracle on {SYNTH}: unchanged since its last evaluation (same task set, policy and code versions)"]
+    assert store.query("SELECT count(*) AS n FROM evaluations")[0]["n"] == evaluations
+    # one task of the set changed in a new snapshot: evaluated again, a new version in the store
+    report_snapshot(instance, changed_snapshot(snapshot_dir, tmp_path / "snapshots", load_task_set(snapshot_dir, SYNTH)))
+    assert evaluate() == [f"evaluating oracle on {SYNTH}"]
+    assert store.query("SELECT count(*) AS n FROM evaluations")[0]["n"] == evaluations + 1

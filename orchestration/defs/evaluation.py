@@ -375,7 +375,10 @@ class PolicyOutcome:
 def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = POLICIES,
                     task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print) -> list[PolicyOutcome]:
     """Materialise the evaluation partitions of `policies` × `task_sets` and each policy's report, one
-    in-process run per partition (what the main command does after the main job)."""
+    in-process run per partition (what the main command does after the main job). A partition whose task set,
+    policy artifact and evaluation code are unchanged since its last materialisation is not evaluated again
+    (the store would only get a copy of the same evaluation under a new version)."""
+    from orchestration.incremental import partition_is_current
 
     def execute(job: str, partition_key) -> dg.ExecuteInProcessResult:
         return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key,
@@ -395,8 +398,12 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
             continue
         failed = []
         for task_set in task_sets:
+            partition = dg.MultiPartitionKey({"policy": name, "task_set": task_set})
+            if partition_is_current(defs, instance, EPISODES_KEY, partition):
+                log(f"{name} on {task_set}: unchanged since its last evaluation (same task set, policy and code versions)")
+                continue
             log(f"evaluating {name} on {task_set}")
-            run = execute("evaluation", dg.MultiPartitionKey({"policy": name, "task_set": task_set}))
+            run = execute("evaluation", partition)
             checks = [e.asset_check_evaluation_data for e in run.all_events
                       if e.event_type_value == "ASSET_CHECK_EVALUATION"]
             if not run.success or any(not c.passed for c in checks):
