@@ -284,9 +284,11 @@ def test_the_raw_file_sensor_notices_files_added_changed_and_removed(tmp_path):
     assert sources == {"sec10k"} and second_key != first_key
 
 
-def test_the_main_commands_evaluation_skips_what_did_not_change(snapshot_dir, tmp_path):
+def test_the_main_commands_evaluation_skips_what_did_not_change(snapshot_dir, tmp_path, monkeypatch):
     """run_evaluations (the README main command's evaluation) evaluates a partition again only when its task
-    set, policy artifact or evaluation code changed: a re-run on unchanged inputs adds no evaluation."""
+    set, policy artifact or evaluation code changed: a re-run on unchanged inputs adds no evaluation, and an
+    unchanged partition whose last evaluation failed its check still counts as failed."""
+    import rl_assets.oracle
     from rl_assets.evaluation.task_sets import load_task_set
 
     parts = ev.build_evaluation_defs(policies=("oracle",), task_sets=(SYNTH,))
@@ -297,19 +299,24 @@ def test_the_main_commands_evaluation_skips_what_did_not_change(snapshot_dir, tm
     instance = dg.DagsterInstance.ephemeral()
     report_snapshot(instance, snapshot_dir)
     store = EvaluationStore(settings.store_path)
+    unchanged = f"oracle on {SYNTH}: unchanged since its last evaluation (same task set, policy and code versions)"
 
-    def evaluate() -> list[str]:
+    def evaluate(status: str) -> list[str]:
         lines = []
         outcomes = ev.run_evaluations(defs, instance, policies=("oracle",), task_sets=(SYNTH,), log=lines.append)
-        assert [(o.policy, o.status) for o in outcomes] == [("oracle", "reported")]
+        assert [(o.policy, o.status) for o in outcomes] == [("oracle", status)]
         return lines
 
-    assert evaluate() == [f"evaluating oracle on {SYNTH}"]
-    evaluations = store.query("SELECT count(*) AS n FROM evaluations")[0]["n"]
-    assert evaluations == 1
-    assert evaluate() == [f"oracle on {SYNTH}: unchanged since its last evaluation (same task set, policy and code versions)"]
-    assert store.query("SELECT count(*) AS n FROM evaluations")[0]["n"] == evaluations
+    def evaluations() -> int:
+        return store.query("SELECT count(*) AS n FROM evaluations")[0]["n"]
+
+    assert evaluate("reported") == [f"evaluating oracle on {SYNTH}"] and evaluations() == 1
+    assert evaluate("reported") == [unchanged] and evaluations() == 1
     # one task of the set changed in a new snapshot: evaluated again, a new version in the store
     report_snapshot(instance, changed_snapshot(snapshot_dir, tmp_path / "snapshots", load_task_set(snapshot_dir, SYNTH)))
-    assert evaluate() == [f"evaluating oracle on {SYNTH}"]
-    assert store.query("SELECT count(*) AS n FROM evaluations")[0]["n"] == evaluations + 1
+    assert evaluate("reported") == [f"evaluating oracle on {SYNTH}"] and evaluations() == 2
+    # a broken oracle on yet another snapshot fails the check; unchanged, it stays failed without re-playing
+    monkeypatch.setattr(rl_assets.oracle, "_calculate", lambda env, expression: "0")
+    report_snapshot(instance, changed_snapshot(snapshot_dir, tmp_path / "snapshots-2", load_task_set(snapshot_dir, SYNTH)[1:]))
+    assert evaluate("failed") == [f"evaluating oracle on {SYNTH}"] and evaluations() == 3
+    assert evaluate("failed") == [unchanged + ", which failed"] and evaluations() == 3

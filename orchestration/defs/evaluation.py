@@ -372,6 +372,18 @@ class PolicyOutcome:
     pass_at_1: dict[str, float | None] | None = None
 
 
+def _last_evaluation_passed(instance: dg.DagsterInstance, partition: dg.MultiPartitionKey) -> bool:
+    """Whether the run that last materialised this evaluation partition succeeded with every check passing."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=EPISODES_KEY, asset_partitions=[partition]), limit=1).records
+    if not records:
+        return False
+    run = instance.get_run_by_id(records[0].run_id)
+    checks = instance.all_logs(records[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    return (run is not None and run.is_success
+            and all(e.dagster_event.event_specific_data.passed for e in checks if e.dagster_event))
+
+
 def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = POLICIES,
                     task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print) -> list[PolicyOutcome]:
     """Materialise the evaluation partitions of `policies` × `task_sets` and each policy's report, one
@@ -400,7 +412,11 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
         for task_set in task_sets:
             partition = dg.MultiPartitionKey({"policy": name, "task_set": task_set})
             if partition_is_current(defs, instance, EPISODES_KEY, partition):
-                log(f"{name} on {task_set}: unchanged since its last evaluation (same task set, policy and code versions)")
+                passed = _last_evaluation_passed(instance, partition)
+                log(f"{name} on {task_set}: unchanged since its last evaluation (same task set, policy and code "
+                    f"versions){'' if passed else ', which failed'}")
+                if not passed:
+                    failed.append(task_set)
                 continue
             log(f"evaluating {name} on {task_set}")
             run = execute("evaluation", partition)
