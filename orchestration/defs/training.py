@@ -18,11 +18,10 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from orchestration.launchers import TrainingLaunch
 from orchestration.paths import runs_root
-from rl_assets.training.config import load_config
+from rl_assets.training.config import config_path, load_config, parse_overrides
 from rl_assets.training.lineage import training_code_version
 
 SNAPSHOT_KEY = dg.AssetKey("environment_snapshot")
@@ -76,10 +75,7 @@ def policy(context: dg.AssetExecutionContext, config: PolicyRunConfig) -> dg.Mat
     if config.launcher not in LAUNCHERS:
         raise dg.Failure(f"unknown launcher {config.launcher!r}; known: {', '.join(LAUNCHERS)}")
     train_config = load_config(config.config, config.overrides)  # validates before anything is launched
-    overrides = {}
-    for item in config.overrides:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    overrides = parse_overrides(config.overrides, config_path(config.config))  # as the entry point reads --set
     snapshot_path, snapshot_hash = checked_snapshot(context.instance)
     run_id = config.run_id or f"{train_config.name}-{snapshot_hash[:8]}-{train_config.hash[:8]}-{TRAINING_CODE_VERSION[:8]}"
     output_dir = runs_root() / run_id

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from rl_assets.env import FinQAEnv
 from rl_assets.episodes import Episode
 from rl_assets.policies.base import GenerationSettings, Policy, PolicyError, Progress
-from rl_assets.policies.prompting import SYSTEM_PROMPT, initial_messages
+from rl_assets.prompts import SYSTEM_PROMPT, initial_messages
 from rl_assets.policies.tools import call_tool, tool_schemas
 
 

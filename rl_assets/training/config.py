@@ -171,12 +171,13 @@ def load_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] 
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a training config is a mapping, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
-    for key, value in _parse_overrides(overrides, path).items():
+    for key, value in parse_overrides(overrides, path).items():
         _set_dotted(raw, key, value, path)
     return _build(TrainConfig, raw, path, "")
 
 
-def _parse_overrides(overrides, path: Path) -> dict[str, Any]:
+def parse_overrides(overrides, path: Path) -> dict[str, Any]:
+    """`["key=value", ...]` (values are YAML) or a dict -> {dotted key: value}; `path` names the config in errors."""
     if not overrides:
         return {}
     if isinstance(overrides, dict):
