@@ -31,9 +31,11 @@ The gold
 * ``gold_unit="number"``: an amount or count, in the task's scale ``gold_scale``
   (``''``/``None``: units; ``thousand``, ``million``, ``billion``, ``trillion``, plurals and
   any case). Gold -7.0 with scale ``million`` is -7,000,000.
-* ``gold_unit="percent"``: percent points (12.3 is 12.3%). A ``number`` gold whose
-  ``gold_scale`` is ``percent`` (TAT-QA) is a percent gold.
-* ``gold_unit="ratio"``: a fraction (FinQA's 0.9379 for 93.79%).
+* ``gold_unit="percent"``: the question asks for a percentage; the gold is in percent points (12.3
+  is 12.3%; FinQA's "what percentage ..." answered 0.9379 is curated as 93.79). A ``number`` gold
+  whose ``gold_scale`` is ``percent`` (TAT-QA) is a percent gold.
+* ``gold_unit="ratio"``: the question asks for a true ratio or multiple ("the ratio of A to B",
+  "how many times"): 5.01 is 5.01 (times), never 501% or 5.01%.
 
 Percent and ratio golds are dimensionless: a scale word in ``gold_scale`` is ignored for them.
 ``percent``, ``units`` and ``none`` are accepted as no scale. Any other ``gold_scale`` gives
@@ -45,9 +47,9 @@ Strict grading (``mode="strict"``)
 What an answer number *states* must agree with the gold in absolute terms:
 
 * a ``%`` (or ``percent``, ``pct``, ``pp``, ``percentage points``) states a percent:
-  ``30.59%`` is 0.3059, whatever the gold's unit. So percent gold 30.5851 accepts ``30.59%``
-  and rejects ``3058.5106%`` and ``0.305851%``; number gold 4.5 rejects ``4.5%`` (it is 0.045);
-  number gold 0.5 accepts ``50%``.
+  ``30.59%`` is 0.3059. So percent gold 30.5851 accepts ``30.59%`` and rejects ``3058.5106%``
+  and ``0.305851%``; number gold 4.5 rejects ``4.5%`` (it is 0.045); number gold 0.5 accepts
+  ``50%``. A percent never matches a ratio gold: ratio gold 5.01 rejects ``5.01%`` and ``501%``.
 * a scale word (``thousand``/``k``, ``million``/``m``/``mn``, ``billion``/``bn``/``b``,
   ``trillion``) states an absolute amount: gold -7.0 (million) accepts ``-7.0 million``,
   ``-7000 thousand`` and ``-0.007 billion`` and rejects ``-7.0 trillion``; gold 27 (no scale)
@@ -57,9 +59,10 @@ What an answer number *states* must agree with the gold in absolute terms:
   table "in millions").
 * only a bare number may be read in the task's scale: for a ``number`` gold it is the amount
   in units or in ``gold_scale`` (gold -7.0 million accepts ``-7`` and ``-7,000,000``); for a
-  ``percent`` or ``ratio`` gold it is the percent or the fraction (percent gold 30.5851 accepts
-  ``30.5851`` and ``0.305851``; ratio gold 0.9379 accepts ``0.9379`` and ``93.79``), never
-  100 times either.
+  ``percent`` gold it is the percent or the fraction (percent gold 93.79 accepts ``93.79`` and
+  ``0.9379``), never 100 times either; for a ``ratio`` gold it is the ratio as written and
+  nothing else (ratio gold 5.01 accepts ``5.01`` and ``5.01x`` and rejects ``501`` and ``0.0501``).
+  Only percent questions get the double reading.
 * Fractions ``233/1000`` are read as their value.
 * Tolerance: an answer value ``p`` (in the gold's terms) matches gold ``g`` when
   ``|p - g| <= max(rel_tol * |g|, abs_tol)``; defaults rel_tol=0.01, abs_tol=1e-9 in the gold's
@@ -70,7 +73,7 @@ What an answer number *states* must agree with the gold in absolute terms:
   is negative and matches. When only the sign is wrong, the reason is ``wrong_sign``.
 * When the number as written matches the gold at some power of ten (as written, x100, /100,
   x1000^k, ...) but what it states does not, the reason is ``wrong_unit`` (e.g. ``3058.5106%``,
-  ``-7.0 trillion``); otherwise ``wrong_value``.
+  ``-7.0 trillion``, ``501`` or ``5.01%`` for ratio gold 5.01); otherwise ``wrong_value``.
 * One gold value: the LAST number in the answer is graded (the others are ignored).
 * n > 1 gold values: the answer must contain exactly n numbers, or else ``reason="wrong_count"``.
   They are matched in order first (``reason="match"``); if that fails, any one-to-one assignment
@@ -208,15 +211,17 @@ def _strict_readings(p: ParsedNumber, gold_unit: str, multiplier: float) -> list
     """What answer number ``p`` may mean, in the gold's terms (see the module docstring)."""
     # the gold's terms per absolute unit: percent points are hundredths, a number gold is in its scale
     per_unit = {"percent": 100.0, "ratio": 1.0}.get(gold_unit, 1.0 / multiplier)
-    if p.is_percent:  # states a percent
-        return [p.value / 100.0 * per_unit]
+    if p.is_percent:  # states a percent, which a true ratio is not
+        return [] if gold_unit == "ratio" else [p.value / 100.0 * per_unit]
     if p.scale != 1.0:  # states an absolute amount, never a percent or a ratio
         return [p.value * per_unit] if gold_unit == "number" else []
     if gold_unit == "number":  # bare or currency: in units, or in the task's scale
         return [p.bare * per_unit] if multiplier == 1.0 else [p.bare * per_unit, p.bare]
     if p.currency:  # an amount of money is not a percent or a ratio
         return []
-    return [p.bare / 100.0 * per_unit, p.bare * per_unit]  # the percent, or the fraction
+    if gold_unit == "ratio":  # a true ratio or multiple: the number as written, no x100 / /100 reading
+        return [p.bare]
+    return [p.bare / 100.0 * per_unit, p.bare * per_unit]  # a percent question: the percent, or the fraction
 
 
 def _negated(p: ParsedNumber) -> ParsedNumber:

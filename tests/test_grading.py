@@ -223,11 +223,37 @@ GRADE_CASES = [
     ("pct_plain", "12.3", 12.3, {"gold_unit": "percent"}, True, "match"),
     ("pct_as_fraction", "0.123", 12.3, {"gold_unit": "percent"}, True, "match"),
     ("pct_wrong", "13.5%", 12.3, {"gold_unit": "percent"}, False, "wrong_value"),
-    # ratio gold
-    ("ratio_plain", "0.9379", 0.9379, {"gold_unit": "ratio"}, True, "match"),
-    ("ratio_as_percent", "93.8%", 0.9379, {"gold_unit": "ratio"}, True, "match"),
-    ("ratio_as_percent_points", "93.79", 0.9379, {"gold_unit": "ratio"}, True, "match"),
-    ("ratio_wrong", "95%", 0.9379, {"gold_unit": "ratio"}, False, "wrong_value"),
+    # a percent question whose program computes the fraction ("what percentage of revenue ...", 0.9379):
+    # the gold is in percent points and a bare number may be the percent or the fraction
+    ("percent_question_with_sign", "93.79%", 93.79, {"gold_unit": "percent"}, True, "match"),
+    ("percent_question_bare_percent", "93.79", 93.79, {"gold_unit": "percent"}, True, "match"),
+    ("percent_question_bare_fraction", "0.9379", 93.79, {"gold_unit": "percent"}, True, "match"),
+    ("percent_question_wrong", "95%", 93.79, {"gold_unit": "percent"}, False, "wrong_value"),
+    ("percent_question_hundredfold", "9379", 93.79, {"gold_unit": "percent"}, False, "wrong_unit"),
+    # a true ratio ("the ratio of A to B", gold 5.01): the bare number as written, no percent reading
+    ("ratio_plain", "5.01", 5.01, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_within_tolerance", "5.014", 5.01416, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_times_sign", "5.01x", 5.01, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_times_word", "5.01 times", 5.01, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_boxed", r"\boxed{5.01}", 5.01, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_hundredfold_bare", "501", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_hundredth_bare", "0.0501", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_percent_sign", "5.01%", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_hundredfold_percent", "501%", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_percent_word", "501 percent", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_below_one_as_percent", "66.2%", 0.6618, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_below_one_bare_percent", "66.18", 0.6618, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_money", "$5.01", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_scale_word", "5.01 million", 5.01, {"gold_unit": "ratio"}, False, "wrong_unit"),
+    ("ratio_sign", "-5.01", 5.01, {"gold_unit": "ratio"}, False, "wrong_sign"),
+    ("ratio_negative", "-4.74", -4.7403, {"gold_unit": "ratio"}, True, "match"),
+    ("ratio_wrong", "5.5", 5.01, {"gold_unit": "ratio"}, False, "wrong_value"),
+    # a count asked "in millions" (shares outstanding, 224.33 million): a number in its scale, no x100 reading
+    ("count_in_millions_bare", "224.3", 224.33, {"gold_scale": "million"}, True, "match"),
+    ("count_in_millions_units", "224,330,000", 224.33, {"gold_scale": "million"}, True, "match"),
+    ("count_in_millions_word", "224.33 million shares", 224.33, {"gold_scale": "million"}, True, "match"),
+    ("count_in_millions_hundredfold", "22433", 224.33, {"gold_scale": "million"}, False, "wrong_unit"),
+    ("count_in_millions_hundredth", "2.2433", 224.33, {"gold_scale": "million"}, False, "wrong_unit"),
     # number gold: no x100 / /100 leniency
     ("number_no_pct_conversion", "0.123", 12.3, {}, False, "wrong_unit"),
     ("number_percent_sign_ok", "24.1%", 24.1, {"gold_scale": "percent"}, True, "match"),
@@ -525,9 +551,10 @@ def _accepted_and_rejected(g: float, unit: str, scale: str) -> tuple[list[str], 
         ok = [f"{_amount(g)}%", _amount(g), _amount(g / 100), f"{_amount(g)} percent", rf"\boxed{{{_amount(g)}\%}}"]
         bad = [f"{_amount(g * 100)}%", f"{_amount(g / 100)}%", _amount(g * 100), f"{_amount(g)} million",
                f"${_amount(g)}"]
-    elif unit == "ratio":
-        ok = [_amount(g), f"{_amount(g * 100)}%", _amount(g * 100)]
-        bad = [f"{_amount(g)}%", f"{_amount(g * 1e4)}%", _amount(g * 1e4), f"{_amount(g)} billion"]
+    elif unit == "ratio":  # a true ratio: only the number as written (or with an `x`)
+        ok = [_amount(g), f"{_amount(g)}x", rf"\boxed{{{_amount(g)}}}"]
+        bad = [f"{_amount(g)}%", f"{_amount(g * 100)}%", _amount(g * 100), _amount(g / 100),
+               f"{_amount(g)} billion", f"${_amount(g)}"]
     else:
         m = SCALE_WORDS.get(scale, 1.0)
         ok = [_amount(g), f"${_amount(g)}", _amount(g * m), f"FINAL ANSWER: {_amount(g)}"]
@@ -581,7 +608,8 @@ _FUZZ_ALPHABET = (
     + "abcdefghijklmnopqrstuvwxyz" + "\u00a0\u20ac\u00a3\u00e9\u4e00"
 )
 _FUZZ_PIECES = [r"\boxed{", "}", "FINAL ANSWER:", "million", "percent", "1e999", "$", "%", "233/1000",
-                "9" * 400, "(", ")", "2019:", "n/a", r"\text{", r"\%", "30.5851", "0.305851", "-7.0", "27"]
+                "9" * 400, "(", ")", "2019:", "n/a", r"\text{", r"\%", "30.5851", "0.305851", "-7.0", "27",
+                "5.01", "501", "x"]
 
 
 def _spec_correct(text: str, gold: float, unit: str, scale: str | None) -> bool:
@@ -594,13 +622,15 @@ def _spec_correct(text: str, gold: float, unit: str, scale: str | None) -> bool:
     multiplier = SCALE_WORDS.get((scale or "").lower(), 1.0)
     gold_absolute = {"percent": gold / 100, "ratio": gold}.get(unit, gold * multiplier)
     if p.is_percent:
-        meanings = [p.value / 100]
+        meanings = [] if unit == "ratio" else [p.value / 100]  # a true ratio is never a percent
     elif p.scale != 1:
         meanings = [p.value] if unit == "number" else []
     elif unit == "number":
         meanings = [p.bare, p.bare * multiplier]
-    else:
-        meanings = [] if p.currency else [p.bare / 100, p.bare]
+    elif p.currency:
+        meanings = []
+    else:  # a percent question: the percent or the fraction; a true ratio: the number as written
+        meanings = [p.bare] if unit == "ratio" else [p.bare / 100, p.bare]
     absolute_per_gold_unit = {"percent": 0.01, "ratio": 1.0}.get(unit, multiplier)  # abs_tol is in the gold's terms
     tolerance = max(0.01 * abs(gold_absolute), 1e-9 * absolute_per_gold_unit)
     return any(abs(m - gold_absolute) <= tolerance * (1 + 1e-9) for m in meanings)
@@ -609,7 +639,7 @@ def _spec_correct(text: str, gold: float, unit: str, scale: str | None) -> bool:
 def test_fuzz_never_raises_and_grades_by_the_rules():
     rng = random.Random(99)
     checked = accepted = 0
-    for _ in range(3000):
+    for _ in range(4000):
         parts = []
         for _ in range(rng.randint(0, 12)):
             if rng.random() < 0.3:
@@ -617,7 +647,7 @@ def test_fuzz_never_raises_and_grades_by_the_rules():
             else:
                 parts.append("".join(rng.choice(_FUZZ_ALPHABET) for _ in range(rng.randint(1, 8))))
         text = "".join(parts)
-        gold = rng.choice([0.0, 1.5, -12.6, 1e9, 30.5851, 0.305851, -7.0, 27.0, [1.0, 2.0], float("nan")])
+        gold = rng.choice([0.0, 1.5, -12.6, 1e9, 30.5851, 0.305851, -7.0, 27.0, 5.01, [1.0, 2.0], float("nan")])
         unit = rng.choice(["number", "percent", "ratio", "bogus"])
         scale = rng.choice([None, "", "million", "thousand", "weird"])
         for mode in GRADING_MODES:

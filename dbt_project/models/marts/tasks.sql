@@ -1,7 +1,8 @@
 -- One row per task: synthesised sec10k tasks (single- and multi-table) and real FinQA / TAT-QA questions.
 -- The gold spec (gold_tables, gold_operands, gold_expression) says exactly where every number lives and how
 -- the answer is computed, so an oracle can solve each task through the environment's real tools.
--- gold_unit: number | percent (gold in percent points) | ratio (gold a fraction, 0.4632 = 46.32%);
+-- gold_unit (from the question): number | percent (a percentage is asked; gold in percent points, a bare
+-- answer may be the percent or the fraction) | ratio (a true ratio or multiple is asked: 5.01 is 5.01, never 501%);
 -- gold_scale: '' | thousand | million | billion (the scale a bare number in the gold's table is stated in).
 with single_table as (
     select *
