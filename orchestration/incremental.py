@@ -56,19 +56,24 @@ def source_keys(defs: dg.Definitions, job_name: str = "main") -> list[dg.AssetKe
                   key=lambda k: k.to_user_string())
 
 
-def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str = "main"):
+def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str = "main",
+                    run_config: dict | None = None):
     """Observe the raw files (one run of the job's observation steps); returns its result."""
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, asset_selection=source_keys(defs, job_name), raise_on_error=False
+        instance=instance, asset_selection=source_keys(defs, job_name), raise_on_error=False, run_config=run_config
     )
 
 
-def plan(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: str | Path, job_name: str = "main") -> RunPlan:
-    """Which of the job's assets must run now (observe the sources first)."""
+def plan(defs: dg.Definitions, instance: dg.DagsterInstance, warehouse: str | Path, job_name: str = "main",
+         targets: list[dg.AssetKey] | None = None) -> RunPlan:
+    """Which of the job's assets must run now (observe the sources first). With `targets`, only those assets
+    and what they depend on are considered (the main command's --data-only: up to the environment snapshot)."""
     graph = defs.resolve_asset_graph()
     job = defs.resolve_job_def(job_name)
-    assets = sorted((k for k in job.asset_layer.selected_asset_keys if graph.get(k).is_materializable),
-                    key=lambda k: k.to_user_string())
+    scope = job.asset_layer.selected_asset_keys
+    if targets is not None:
+        scope = set(scope) & dg.AssetSelection.assets(*targets).upstream().resolve(graph)
+    assets = sorted((k for k in scope if graph.get(k).is_materializable), key=lambda k: k.to_user_string())
     result = RunPlan(all_assets=assets)
     if not Path(warehouse).exists():
         result.reasons = {k: f"the warehouse {warehouse} does not exist" for k in assets}
@@ -112,10 +117,11 @@ def partition_is_current(defs: dg.Definitions, instance: dg.DagsterInstance, key
     return resolver.get_status(key, partition_key) == StaleStatus.FRESH
 
 
-def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run_plan: RunPlan, job_name: str = "main"):
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run_plan: RunPlan, job_name: str = "main",
+            run_config: dict | None = None):
     """Run the out-of-date assets (and their checks) as one run of the job."""
     return defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, asset_selection=run_plan.selection, raise_on_error=False
+        instance=instance, asset_selection=run_plan.selection, raise_on_error=False, run_config=run_config
     )
 
 

@@ -370,6 +370,8 @@ class PolicyOutcome:
     detail: str = ""
     report: str | None = None
     pass_at_1: dict[str, float | None] | None = None
+    # task set -> the latest evaluation/summaries metadata: pass@1, pass@1_ci_low, pass@1_ci_high, tasks
+    scores: dict[str, dict[str, Any]] | None = None
 
 
 def _last_evaluation_passed(instance: dg.DagsterInstance, partition: dg.MultiPartitionKey) -> bool:
@@ -385,16 +387,24 @@ def _last_evaluation_passed(instance: dg.DagsterInstance, partition: dg.MultiPar
 
 
 def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = POLICIES,
-                    task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print) -> list[PolicyOutcome]:
+                    task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print,
+                    run_config: dict | None = None) -> list[PolicyOutcome]:
     """Materialise the evaluation partitions of `policies` × `task_sets` and each policy's report, one
     in-process run per partition (what the main command does after the main job). A partition whose task set,
     policy artifact and evaluation code are unchanged since its last materialisation is not evaluated again
-    (the store would only get a copy of the same evaluation under a new version)."""
+    (the store would only get a copy of the same evaluation under a new version). `run_config` is added to
+    every run's config (the main command's loggers)."""
     from orchestration.incremental import partition_is_current
 
     def execute(job: str, partition_key) -> dg.ExecuteInProcessResult:
-        return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition_key,
-                                                            raise_on_error=False)
+        job_def = defs.resolve_job_def(job)
+        config = None
+        if run_config:
+            partitioned = job_def.partitioned_config
+            config = {**(partitioned.get_run_config_for_partition_key(partition_key) if partitioned else {}),
+                      **run_config}
+        return job_def.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False,
+                                          run_config=config)
 
     for task_set in task_sets:
         if not execute("evaluation_task_sets", task_set).success:
@@ -428,9 +438,14 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
         metadata = {}
         for event in report_run.get_asset_materialization_events():
             metadata = {k: _metadata_value(v) for k, v in event.materialization.metadata.items()}
+        scores = {}
+        for task_set in task_sets:
+            summary = latest_metadata(instance, SUMMARIES_KEY, dg.MultiPartitionKey({"policy": name, "task_set": task_set}))
+            if summary is not None:
+                scores[task_set] = {k: summary.get(k) for k in ("pass@1", "pass@1_ci_low", "pass@1_ci_high", "tasks")}
         outcomes.append(PolicyOutcome(
             name, "failed" if failed or not report_run.success else "reported",
             f"failed on {', '.join(failed)}" if failed else "", str(metadata.get("path")) if metadata else None,
-            {k.split("/", 1)[1]: v for k, v in metadata.items() if k.startswith("pass@1/")},
+            {k.split("/", 1)[1]: v for k, v in metadata.items() if k.startswith("pass@1/")}, scores,
         ))
     return outcomes
