@@ -5,6 +5,7 @@ is trained with the seconds-long `tiny-test` config instead of the main command'
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,21 @@ import pytest
 
 
 TEST_RUN_CONFIG = {"ops": {"policy": {"config": {"config": "tiny-test"}}}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_child_process_outlives_the_suite():
+    """Every process a test starts must be ended by it (tests/child_processes.py): after the last teardown,
+    any descendant of this process still running is ended here and the suite fails, naming it."""
+    from child_processes import describe, end_all, surviving_children
+
+    before = {p.pid for p in surviving_children()}
+    yield
+    survivors = surviving_children(ignore=before)
+    if survivors:
+        names = [describe(p) for p in survivors]
+        end_all(survivors)
+        pytest.fail("child processes outlived the test session (ended now):\n" + "\n".join(names), pytrace=False)
 
 
 @dataclass
@@ -148,36 +164,22 @@ class S3Server:
 def s3_server(tmp_path_factory):
     """A real S3 API: moto in server mode, a separate process on loopback, for the whole session."""
     import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
+
+    from child_processes import child_process
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {process.returncode}; see {log.name}")
+    with open(tmp_path_factory.mktemp("moto") / "moto.log", "w") as log:
+        with child_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                           capture_stdout=False, stdout=log, stderr=subprocess.STDOUT) as moto:
             try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"moto server on {endpoint} did not answer within 60 s; see {log.name}")
-                time.sleep(0.1)
-        yield S3Server(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+                moto.wait_for_url(f"{endpoint}/moto-api/", timeout_s=60)
+            except AssertionError as e:
+                raise RuntimeError(f"moto server: {e}; see {log.name}") from None
+            yield S3Server(endpoint)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ escalation and per-policy accounting, the hf policy over a real tiny model, and 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from rl_assets.evaluation.task_sets import load_task_set
 from rl_assets.policies import GenerationSettings, PolicyError, load_policy
 from rl_assets.policies.hf import model_version
 from rl_assets.policies.router import escalation_signals
+
+from child_processes import child_process
 
 SERVER = Path(__file__).with_name("chat_server.py")
 SETTINGS = GenerationSettings(max_turns=5, batch_size=4)
@@ -31,13 +32,9 @@ def chat_server(eval_tasks, tmp_path_factory):
     """A scripted chat-completions server in its own process; the solver knows the first two answers."""
     answers = tmp_path_factory.mktemp("chat") / "answers.json"
     answers.write_text(json.dumps({t["question"]: t["gold_answer_text"] for t in eval_tasks[:2]}))
-    process = subprocess.Popen([sys.executable, str(SERVER), "--answers", str(answers)], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(process.stdout.readline().split()[1])
+    with child_process([sys.executable, str(SERVER), "--answers", str(answers)]) as server:  # ended whatever happens
+        port = int(server.wait_for_line("PORT ", timeout_s=120).split()[1])
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def endpoint(model: str, base_url: str, **options):

@@ -2,7 +2,8 @@
 
 Endpoints (as OpenEnv's server library defines them, plus what it lacks for training):
 
-    GET  /health     {"status": "healthy", active/max sessions, snapshot hash, tasks served}
+    GET  /health     {"status": "healthy", active/max sessions, snapshot hash, tasks served} (without the
+                     token, when the server has one: {"status": "healthy"} only)
     GET  /metadata   name, description, version
     GET  /openapi.json  the HTTP endpoints (OpenAPI 3.1), which `openenv validate --url` reads
     GET  /schema     JSON schemas of action, observation, state (and of the reset arguments)
@@ -18,6 +19,7 @@ Endpoints (as OpenEnv's server library defines them, plus what it lacks for trai
                      {"type": "reset" | "step" | "state" | "close" | "mcp", "data": ...}
     WS   /mcp        JSON-RPC 2.0 messages, one session per connection
 
+With a token (ServerConfig.token), everything but GET /health needs it (rl_assets.serve.auth).
 Tool calls run in a thread pool, one at a time per session; a session's bookkeeping stays on the event
 loop. Every malformed request gets an error for that client alone; nothing a client sends can stop the
 server. Why not OpenEnv's own server library: see docs/serving.md.
@@ -34,6 +36,7 @@ from importlib import metadata as package_metadata
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -41,6 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rl_assets.env import FinQAEnv, load_world
 from rl_assets.serve import protocol
+from rl_assets.serve.auth import AUTHORIZED_KEY, TokenAuth
 from rl_assets.serve.config import ServerConfig
 from rl_assets.serve.sessions import (
     CAPACITY_REACHED, EPISODE_DONE, EXECUTION_ERROR, INVALID_JSON, MESSAGE_TOO_LARGE, NO_EPISODE, SESSION_ERROR,
@@ -348,6 +352,8 @@ def create_app(config: ServerConfig) -> Starlette:
     service = FinQAService(config)
 
     async def health(request: Request) -> JSONResponse:
+        if not request.scope.get(AUTHORIZED_KEY, True):  # no token sent to a server that has one: liveness only
+            return JSONResponse({"status": "healthy"})
         return JSONResponse(service.health())
 
     async def metadata(request: Request) -> JSONResponse:
@@ -423,6 +429,7 @@ def create_app(config: ServerConfig) -> Starlette:
             WebSocketRoute("/ws", service.ws_endpoint), WebSocketRoute("/mcp", service.mcp_ws_endpoint),
         ],
         lifespan=service.lifespan,
+        middleware=[Middleware(TokenAuth, token=config.token)] if config.token is not None else [],
     )
     app.state.service = service
     return app

@@ -10,6 +10,11 @@ dataset needs no gold columns. Each instance is one session on one WebSocket, op
 reopened by `reset` if the server closed it (e.g. idle between training steps longer than the server's
 `--session-timeout`).
 
+A server started with a token (`finqa-rl serve` with $FINQA_RL_SERVE_TOKEN or --token-file) needs the same
+one: `RemoteFinQAEnv(url, token=...)`, or $FINQA_RL_SERVE_TOKEN in the trainer's environment; it is sent as
+`Authorization: Bearer <token>` on the WebSocket handshake (and by `fetch_tasks` on its request). A missing or
+wrong token makes `reset` raise ConnectionError (UNAUTHORIZED).
+
 The session ends when the connection does: `with RemoteFinQAEnv(url) as env: ...`, `close(env)`, the
 process exiting, or the server's idle timeout. (`close` is a function, not a method: TRL would offer any
 public method to the model as a tool.)
@@ -21,11 +26,14 @@ the episode ended with `submit_answer`); a lost connection or a refused session 
 from __future__ import annotations
 
 import json
+import os
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from rl_assets.env import FinQAEnv
+from rl_assets.serve.config import TOKEN_ENV
 
 RESET_FIELDS = ("split", "index", "seed")
 
@@ -44,15 +52,18 @@ def websocket_url(url: str) -> str:
 class RemoteFinQAEnv:
     """One episode at a time in one session of a FinQA environment server. See the module docstring."""
 
-    def __init__(self, url: str, timeout_s: float = 60.0, connect_timeout_s: float = 10.0):
+    def __init__(self, url: str, timeout_s: float = 60.0, connect_timeout_s: float = 10.0,
+                 token: str | None = None):
         """
         Args:
             url: the server, e.g. "http://127.0.0.1:8000".
             timeout_s: seconds to wait for one reply.
             connect_timeout_s: seconds to wait for the connection (and the session) to open.
+            token: the server's shared secret (default: $FINQA_RL_SERVE_TOKEN; none if that is unset).
         """
         self.url = url
         self._ws_url = websocket_url(url)
+        self._headers = _auth_headers(token)
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._ws = None
@@ -175,7 +186,7 @@ class RemoteFinQAEnv:
 
             try:
                 self._ws = connect(self._ws_url, open_timeout=self._connect_timeout_s, compression=None,
-                                   max_size=None, legacy=True)
+                                   max_size=None, additional_headers=self._headers, legacy=True)
             except (OSError, TimeoutError) as e:
                 raise ConnectionError(f"cannot connect to {self._ws_url}: {e}") from None
         return self._ws
@@ -194,12 +205,24 @@ def close(env: RemoteFinQAEnv) -> None:
     env._close()
 
 
+def _auth_headers(token: str | None) -> dict[str, str]:
+    token = token if token is not None else (os.environ.get(TOKEN_ENV, "").strip() or None)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def fetch_tasks(url: str, split: str | None = None, question_type: str | None = None,
-                source: str | None = None, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+                source: str | None = None, timeout_s: float = 60.0, token: str | None = None) -> list[dict[str, Any]]:
     """The tasks a server serves ({task_id, split, question_type, source}, ordered by task_id), e.g. to build
-    a trainer's dataset without a local copy of the snapshot."""
+    a trainer's dataset without a local copy of the snapshot. `token`: as for RemoteFinQAEnv."""
     query = urllib.parse.urlencode({k: v for k, v in (("split", split), ("question_type", question_type),
                                                       ("source", source)) if v is not None})
     base = url.rstrip("/").replace("ws://", "http://", 1).replace("wss://", "https://", 1).removesuffix("/ws")
-    with urllib.request.urlopen(f"{base}/tasks" + (f"?{query}" if query else ""), timeout=timeout_s) as response:
-        return json.loads(response.read())["tasks"]
+    request = urllib.request.Request(f"{base}/tasks" + (f"?{query}" if query else ""), headers=_auth_headers(token))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())["tasks"]
+    except urllib.error.HTTPError as e:
+        if e.code == 401:
+            raise ConnectionError(f"{base}/tasks: 401 unauthorized: the server needs its token (token=... or "
+                                  f"${TOKEN_ENV})") from None
+        raise

@@ -1,4 +1,5 @@
-"""Fixtures of the service tests: oracle trajectories recorded in-process, and a real server process on loopback."""
+"""Fixtures of the service tests: oracle trajectories recorded in-process, and real server processes on loopback
+(one open, one that needs a token)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from rl_assets.env import FinQAEnv
 from rl_assets.serve.process import start_server
 from rl_assets.snapshot import read_tasks
 
-from serve_helpers import N_TRAJECTORIES, Trajectory
+from serve_helpers import N_TRAJECTORIES, TOKEN, Trajectory
 
 
 @pytest.fixture(scope="session")
@@ -44,5 +45,14 @@ def trajectories(snapshot_dir) -> list[Trajectory]:
 def server(snapshot_dir):
     """The service as it runs for training: room for more sessions than any one test opens."""
     with start_server(snapshot_dir, max_sessions=48, session_timeout_s=120) as process:
+        yield process
+        assert process.process.poll() is None, f"the server died:\n{process.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def guarded_server(snapshot_dir):
+    """A server that needs a token (serve_helpers.TOKEN, handed over in $FINQA_RL_SERVE_TOKEN), as it runs for a
+    trainer on another machine; process.token is what its clients send."""
+    with start_server(snapshot_dir, max_sessions=4, session_timeout_s=120, token=TOKEN) as process:
         yield process
         assert process.process.poll() is None, f"the server died:\n{process.log_tail()}"

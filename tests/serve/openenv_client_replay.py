@@ -1,15 +1,17 @@
 """Run inside a client virtualenv (openenv 0.10.0 or openenv-core 0.3.0): OpenEnv's own, unmodified
 MCPToolClient (the reference FinQA client is `class FinQAEnv(MCPToolClient): pass`) against the server.
 
-stdin: {"url": ..., "episodes": [{"task_id": ..., "calls": [[tool, arguments], ...]}],
-        "capacity_url": ..., "capacity": n}
-stdout: {"episodes": [...], "refused": "..."}
+stdin: {"url": ..., "episodes": [{"task_id": ..., "calls": [[tool, arguments], ...], "url"?, "headers"?}],
+        "capacity_url"?: ..., "capacity"?: n, "unauthorized_url"?: ...}
+stdout: {"episodes": [...], "refused": "...", "unauthorized": "..."}
 
 "episodes": every episode replayed at once, one client (session) each: reset(task_id=...), list_tools(),
 call_tool(...) for every call but the last, step(CallToolAction(...)) for the last (submit_answer), then one
 more call_tool after the episode ended, then state(). "refused": with n clients holding sessions on the
-server at capacity_url, how a further client is refused. (One process does both: importing the client
-takes seconds.)
+server at capacity_url, how a further client is refused. An episode's own "url" (e.g. http://x:TOKEN@host:port,
+which the clients turn into Basic credentials) and "headers" (`headers=`, which only openenv 0.10.0's clients
+take) reach a server that needs a token. "unauthorized": how a client without credentials is refused by the
+server at unauthorized_url. (One process does all: importing the client takes seconds.)
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from openenv.core.mcp_client import MCPToolClient
 
 
 async def episode(url, job):
-    env = MCPToolClient(base_url=url)
+    env = MCPToolClient(base_url=job.get("url", url), **({"headers": job["headers"]} if job.get("headers") else {}))
     await env.connect()
     try:
         reset = await env.reset(task_id=job["task_id"])
@@ -77,11 +79,27 @@ async def capacity(url, n):
             await env.close()
 
 
+async def unauthorized(url):
+    env = MCPToolClient(base_url=url)
+    try:
+        await env.connect()
+        await env.reset()
+        return None
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        try:
+            await env.close()
+        except Exception:
+            pass
+
+
 async def main():
     job = json.load(sys.stdin)
     episodes = await asyncio.gather(*(episode(job["url"], e) for e in job["episodes"]))
-    refused = await capacity(job["capacity_url"], job["capacity"])
-    json.dump({"episodes": episodes, "refused": refused}, sys.stdout)
+    refused = await capacity(job["capacity_url"], job["capacity"]) if job.get("capacity_url") else None
+    denied = await unauthorized(job["unauthorized_url"]) if job.get("unauthorized_url") else None
+    json.dump({"episodes": episodes, "refused": refused, "unauthorized": denied}, sys.stdout)
 
 
 asyncio.run(main())

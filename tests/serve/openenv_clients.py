@@ -12,10 +12,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from child_processes import run_process
 
 CLIENTS = {"openenv": "0.10.0", "openenv-core": "0.3.0"}  # package -> version
 IMPORT_CHECK = "import openenv.core.mcp_client, openenv.core.env_server.mcp_types"
@@ -41,27 +42,29 @@ def client_python(package: str) -> Path:
         if (venv / "READY").exists() and python.exists():  # READY is written after the import check passed
             return python
         with tempfile.TemporaryDirectory() as download:
-            probe = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", download,
-                                    f"{package}=={version}"], capture_output=True, text=True, timeout=600)
+            probe = run_process([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", download,
+                                 f"{package}=={version}"], timeout_s=600)
         if probe.returncode != 0:
             raise IndexUnreachable(f"cannot download {package}=={version} from the package index: "
                                    f"{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
         partial = venv.with_name(venv.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True, capture_output=True)
-        install = subprocess.run([str(partial / "bin" / "python"), "-m", "pip", "install", "-q",
-                                  f"{package}=={version}"], capture_output=True, text=True, timeout=1800)
+        made = run_process([sys.executable, "-m", "venv", str(partial)], timeout_s=600)
+        if made.returncode != 0:
+            raise RuntimeError(f"python -m venv {partial} failed:\n{made.stderr[-3000:]}")
+        install = run_process([str(partial / "bin" / "python"), "-m", "pip", "install", "-q",
+                               f"{package}=={version}"], timeout_s=1800)
         if install.returncode != 0:
             raise RuntimeError(f"pip install {package}=={version} failed:\n{install.stdout[-3000:]}\n"
                                f"{install.stderr[-3000:]}")
         partial.rename(venv)
         if not _imports(python):
             raise RuntimeError(f"{venv}: {IMPORT_CHECK!r} fails after installing {package}=={version}")
-        freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+        freeze = run_process([str(python), "-m", "pip", "freeze"], timeout_s=300).stdout
         (venv / "READY").write_text(freeze)
         return python
 
 
 def _imports(python: Path) -> bool:
-    return python.exists() and subprocess.run([str(python), "-c", IMPORT_CHECK], capture_output=True).returncode == 0
+    return python.exists() and run_process([str(python), "-c", IMPORT_CHECK], timeout_s=300).returncode == 0

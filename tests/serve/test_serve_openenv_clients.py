@@ -1,11 +1,11 @@
 """OpenEnv's released clients, unmodified, against the real server: `openenv` 0.10.0 (MCPToolClient: session
 over POST /mcp, reset over /ws?session_id=, tool calls over /mcp) and `openenv-core` 0.3.0 (MCPToolClient over
-/ws only). Each runs from a virtualenv of its own (tests/serve/openenv_clients.py)."""
+/ws only). Each runs from a virtualenv of its own (tests/serve/openenv_clients.py). Against a server that needs
+a token, 0.10.0 sends it with `headers=`, and both send it as the password of the URL (http://x:TOKEN@host)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,8 +14,9 @@ import pytest
 from rl_assets.serve.process import start_server
 from rl_assets.serve.tools import TOOLS
 
+from child_processes import run_process
 from openenv_clients import CLIENTS, IndexUnreachable, client_python
-from serve_helpers import N_TRAJECTORIES, active_sessions, wait_until
+from serve_helpers import N_TRAJECTORIES, TOKEN, active_sessions, wait_until
 
 REPLAY = Path(__file__).with_name("openenv_client_replay.py")
 
@@ -32,13 +33,13 @@ def client_runs(server, snapshot_dir, trajectories) -> dict[str, dict | str]:
             python = client_python(package)
         except IndexUnreachable as e:
             return str(e)
-        done = subprocess.run([str(python), str(REPLAY)], input=json.dumps({**job, "capacity_url": capacity_url}),
-                              capture_output=True, text=True, timeout=900)
+        done = run_process([str(python), str(REPLAY)], input=json.dumps({**job, "capacity_url": capacity_url}),
+                           timeout_s=900)
         assert done.returncode == 0, f"{package} client failed:\n{done.stderr[-4000:]}"
         run = json.loads(done.stdout)
         if package == "openenv":  # its command line checks a running server against OpenEnv's HTTP contract
-            validate = subprocess.run([str(python), "-m", "openenv.cli", "validate", "--url", server.url, "--json"],
-                                      capture_output=True, text=True, timeout=300)
+            validate = run_process([str(python), "-m", "openenv.cli", "validate", "--url", server.url, "--json"],
+                                   timeout_s=300)
             run["validate"] = {"exit_status": validate.returncode, "report": json.loads(validate.stdout)}
         return run
 
@@ -48,6 +49,30 @@ def client_runs(server, snapshot_dir, trajectories) -> dict[str, dict | str]:
         for capacity_server in (first, second):  # the held sessions were closed
             wait_until(lambda: active_sessions(capacity_server.url) == 0, what="the clients' sessions to end")
     return runs
+
+
+@pytest.fixture(scope="module")
+def guarded_runs(guarded_server, trajectories) -> dict[str, dict | str]:
+    """package -> what its client saw against the server that needs a token: one episode with the token as the
+    URL's password, one (0.10.0 only) with an Authorization header, and a client without credentials."""
+    with_password = guarded_server.url.replace("http://", f"http://trainer:{TOKEN}@")
+
+    def run(package: str) -> dict | str:
+        try:
+            python = client_python(package)
+        except IndexUnreachable as e:
+            return str(e)
+        episodes = [{"task_id": trajectories[13].task_id, "calls": trajectories[13].calls, "url": with_password}]
+        if package == "openenv":
+            episodes.append({"task_id": trajectories[14].task_id, "calls": trajectories[14].calls,
+                             "headers": {"Authorization": f"Bearer {TOKEN}"}})
+        job = {"url": guarded_server.url, "episodes": episodes, "unauthorized_url": guarded_server.url}
+        done = run_process([str(python), str(REPLAY)], input=json.dumps(job), timeout_s=900)
+        assert done.returncode == 0, f"{package} client failed:\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout)
+
+    with ThreadPoolExecutor(len(CLIENTS)) as pool:
+        return dict(zip(CLIENTS, pool.map(run, CLIENTS)))
 
 
 def client_run(client_runs, package: str) -> dict:
@@ -90,3 +115,17 @@ def test_openenv_validate_passes_against_the_server(client_runs):
     assert validate["exit_status"] == 0 and report["passed"] and not failed, failed
     assert {c["id"] for c in report["criteria"]} >= {"health_endpoint", "metadata_endpoint", "schema_endpoint",
                                                      "mcp_endpoint", "mode_endpoint_consistency"}
+
+
+@pytest.mark.parametrize("package", list(CLIENTS))
+def test_openenv_clients_reach_a_server_that_needs_a_token(package, guarded_runs, guarded_server, trajectories):
+    run = client_run(guarded_runs, package)
+    played = [trajectories[13], trajectories[14]][:len(run["episodes"])]
+    assert len(run["episodes"]) == (2 if package == "openenv" else 1)
+    for trajectory, result in zip(played, run["episodes"]):
+        assert result["outputs"] == trajectory.outputs and result["reward"] == 1.0
+    refused = run["unauthorized"]
+    # 0.10.0 fails creating its session over POST /mcp (401); 0.3.0 reads the error frame, or (if its first message
+    # crossed the server's close) the close itself: 1008, "unauthorized: missing or wrong token"
+    assert refused is not None and any(sign in refused.lower() for sign in ("401", "1008", "unauthorized")), refused
+    wait_until(lambda: active_sessions(guarded_server.url, token=TOKEN) == 0, what="the clients' sessions to end")

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from rl_assets.serve.process import start_server
 from rl_assets.serve.remote import RemoteFinQAEnv, close
 
+from child_processes import child_process
 from serve_helpers import WsClient, active_sessions, post, rpc, wait_until
 
 
@@ -130,14 +131,12 @@ def test_a_client_that_vanishes_mid_episode_frees_its_session(server, trajectori
         bystander.reset(task_id=trajectory.task_id)
         before = active_sessions(server.url)
         assert before == 1
-        child = subprocess.Popen([sys.executable, "-c", VANISHING_CLIENT, server.url, trajectory.task_id,
-                                  trajectory.task["world_id"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout.readline().strip() == "mid-episode"
+        with child_process([sys.executable, "-c", VANISHING_CLIENT, server.url, trajectory.task_id,
+                            trajectory.task["world_id"]], stdin=subprocess.PIPE) as child:
+            child.wait_for_line("mid-episode", timeout_s=120)
             assert active_sessions(server.url) == before + 1
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
+            os.kill(child.pid, signal.SIGKILL)  # vanishes without closing its connection
+            child.process.wait(30)
         wait_until(lambda: active_sessions(server.url) == before, what="the vanished client's session to end")
         outputs = [bystander.call(tool, **arguments)["data"]["observation"]["result"]["data"]
                    for tool, arguments in trajectory.calls]
