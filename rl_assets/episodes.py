@@ -32,6 +32,8 @@ class Episode:
     well_formed_turns: int = 0  # turns whose output parsed as a tool call (or a final answer)
     tokens_in: int = 0  # prompt tokens over all turns
     tokens_out: int = 0  # generated tokens over all turns
+    tokens_encoded: int = 0  # tokens fed through the model (local models: less than tokens_in + tokens_out when
+    # each turn reuses the episode's KV cache; rl_assets.training.decoding)
     model_seconds: float = 0.0  # time spent generating
     env_seconds: float = 0.0  # time spent in the environment's tools
     latency_s: float = 0.0  # wall time of the whole episode

@@ -17,6 +17,16 @@ SYSTEM_PROMPT = (
     "sql_query fetches cells, calculator computes, submit_answer gives the final answer."
 )
 USER_INSTRUCTION = "Answer with the tools."
+# FinQAEnv's get_descriptions lists table names only during training unless a config says otherwise
+# (rl_assets.training.config.EnvConfig): every model is played as it was trained
+TRAINING_DESCRIPTION_CHARS = 0
+
+
+def play_prompt(system_prompt: str | None = None, description_chars: int = TRAINING_DESCRIPTION_CHARS) -> dict:
+    """How a model is played (a model directory's `prompt.json` minus its base): the system prompt and the
+    environment options. The defaults are a default training config's, which an untrained base model gets too."""
+    return {"system_prompt": SYSTEM_PROMPT if system_prompt is None else system_prompt,
+            "env": {"description_chars": description_chars}}
 
 
 def dataset_prompt(system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:

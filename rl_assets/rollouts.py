@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable
 from rl_assets.env import FinQAEnv
 from rl_assets.episodes import Episode
 from rl_assets.prompts import SYSTEM_PROMPT, initial_messages
-from rl_assets.training.decoding import decode
+from rl_assets.training.chat_template import tool_suffix_ids
+from rl_assets.training.decoding import PrefixCache, generate
 
 PROMPT_FILE = "prompt.json"
 TOOL_NAMES = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")
@@ -42,11 +43,14 @@ def read_prompt_config(path: str | Path) -> dict[str, Any]:
     """`prompt.json` of a model directory: {"system_prompt": ..., "env": {FinQAEnv kwargs}} (defaults if absent)."""
     file = model_dir(path) / PROMPT_FILE
     config = json.loads(file.read_text()) if file.exists() else {}
-    return {"system_prompt": config.get("system_prompt", SYSTEM_PROMPT), "env": dict(config.get("env", {}))}
+    return {"system_prompt": config.get("system_prompt", SYSTEM_PROMPT), "env": dict(config.get("env", {})),
+            "base_model": config.get("base_model")}
 
 
 def load_model(path: str | Path):
-    """(model, tokenizer) from a model directory: a full model or a PEFT adapter over its base model."""
+    """(model, tokenizer) from a model directory: a full model, or a PEFT adapter merged into its base model (one
+    model to run, as fast as the base). An adapter's base is the path it was trained on, or, where that path is
+    not on this machine, the registered base model named in `prompt.json` (rl_assets.base_models)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -56,13 +60,28 @@ def load_model(path: str | Path):
         raise FileNotFoundError(f"no model at {directory}")
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if (directory / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
+        from peft import PeftConfig, PeftModel
 
-        model = AutoPeftModelForCausalLM.from_pretrained(directory)
+        base = adapter_base(directory, PeftConfig.from_pretrained(directory).base_model_name_or_path)
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), directory).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(directory)
     model.eval()
     return model, tokenizer
+
+
+def adapter_base(directory: Path, recorded: str | None) -> str:
+    """Where an adapter's base weights are: the recorded path if it exists here, else the registered base."""
+    if recorded and Path(recorded).exists():
+        return recorded
+    name = read_prompt_config(directory).get("base_model")
+    if name:
+        from rl_assets.base_models import resolve_base
+
+        return resolve_base(name)
+    if recorded:
+        return recorded  # a Hugging Face id
+    raise FileNotFoundError(f"{directory}: an adapter without a base model (adapter_config.json names none)")
 
 
 def ensure_response_parser(tokenizer):
@@ -102,17 +121,25 @@ def run_hf_episodes(
     env_kwargs: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     policy_name: str | None = None,
+    reuse_cache: bool = True,
+    keep_token_ids: bool = False,
+    prompt_config: dict[str, Any] | None = None,
 ) -> list[Episode]:
-    """Play every task with the model (see the module docstring); one `Episode` per task, in task order."""
+    """Play every task with the model (see the module docstring); one `Episode` per task, in task order.
+
+    `reuse_cache=False` encodes every turn's whole conversation again (the same greedy episodes, more work: for
+    measuring what reuse saves); `keep_token_ids` puts each episode's last prompt ids and per-turn completion ids
+    into `Episode.extra`; `prompt_config` ({"system_prompt", "env"}) replaces the model directory's `prompt.json`
+    (an untrained base model played with the prompt its trained adapters get)."""
     import torch
 
     if isinstance(model, (str, Path)):
-        prompt_config = read_prompt_config(model)
+        prompt_config = {**read_prompt_config(model), **(prompt_config or {})}
         policy = policy_name or f"hf:{model}"
         model, tokenizer = load_model(model)
     else:
         model, tokenizer = model
-        prompt_config = {"system_prompt": SYSTEM_PROMPT, "env": {}}
+        prompt_config = {"system_prompt": SYSTEM_PROMPT, "env": {}, **(prompt_config or {})}
         policy = policy_name or f"hf:{getattr(model, 'name_or_path', 'model')}"
     ensure_response_parser(tokenizer)
     options = {**prompt_config["env"], **(env_kwargs or {})}
@@ -125,7 +152,8 @@ def run_hf_episodes(
     for start in range(0, len(tasks), batch_size):
         chunk = tasks[start:start + batch_size]
         episodes.extend(_play_batch(model, tokenizer, chunk, envs, tools, prompt_config["system_prompt"], policy,
-                                    greedy, temperature, max_turns, max_new_tokens, context))
+                                    greedy, temperature, max_turns, max_new_tokens, context, reuse_cache,
+                                    keep_token_ids))
         if progress is not None:
             done = len(episodes)
             solved = sum(e.correct for e in episodes)
@@ -134,47 +162,48 @@ def run_hf_episodes(
 
 
 def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, greedy, temperature, max_turns,
-                max_new_tokens, context) -> list[Episode]:
+                max_new_tokens, context, reuse_cache, keep_token_ids) -> list[Episode]:
     from trl.chat_template_utils import parse_response
 
     started = time.perf_counter()
+    cache = PrefixCache() if reuse_cache else None
     states = []
     for task, env in zip(tasks, envs):
         observation = env.reset(**task)
-        states.append({"messages": initial_messages(observation, system_prompt), "stop": None, "turns": 0,
-                       "well_formed": 0, "tokens_in": 0, "tokens_out": 0, "model_s": 0.0, "env_s": 0.0, "error": None,
-                       "latency_s": None})
+        messages = initial_messages(observation, system_prompt)
+        ids = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True,
+                                            return_dict=True)["input_ids"]
+        states.append({"messages": messages, "ids": list(ids), "stop": None, "turns": 0, "well_formed": 0,
+                       "tokens_in": 0, "tokens_out": 0, "tokens_encoded": 0, "model_s": 0.0, "env_s": 0.0,
+                       "latency_s": None, "completions": []})
     while True:
         now = time.perf_counter() - started
         for state in states:  # an episode's latency: from the batch's start until its own last turn ended
             if state["stop"] is not None and state["latency_s"] is None:
                 state["latency_s"] = now
-        active = [i for i, s in enumerate(states) if s["stop"] is None]
+        active = []
+        for i, state in enumerate(states):
+            if state["stop"] is None and len(state["ids"]) + max_new_tokens > context:
+                state["stop"] = "context_full"
+            if state["stop"] is None:
+                active.append(i)
         if not active:
             break
-        prompts = []
-        for i in list(active):
-            ids = tokenizer.apply_chat_template(states[i]["messages"], tools=tools, add_generation_prompt=True,
-                                                tokenize=True, return_dict=True)["input_ids"]
-            if len(ids) + max_new_tokens > context:
-                states[i]["stop"] = "context_full"
-                active.remove(i)
-            else:
-                prompts.append(list(ids))
-        if not active:
-            break
+        prompts = [states[i]["ids"] for i in active]
         t0 = time.perf_counter()
-        completions = decode(model, prompts, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
-                             temperature=None if greedy else temperature)
+        generated = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                             temperature=None if greedy else temperature, cache=cache)
         generation_s = (time.perf_counter() - t0) / len(active)
         for row, i in enumerate(active):
             state, env = states[i], envs[i]
-            generated = completions[row]
+            completion = generated.completions[row]
             state["turns"] += 1
             state["tokens_in"] += len(prompts[row])
-            state["tokens_out"] += len(generated)
+            state["tokens_out"] += len(completion)
+            state["tokens_encoded"] += generated.encoded[row]
             state["model_s"] += generation_s
-            message = parse_response(tokenizer, generated, prefix=prompts[row], tools=tools)
+            state["completions"].append(completion)
+            message = parse_response(tokenizer, completion, prefix=prompts[row], tools=tools)
             calls = message.get("tool_calls") or []
             state["messages"].append({"role": "assistant", "content": message.get("content") or "",
                                       **({"tool_calls": calls} if calls else {})})
@@ -183,6 +212,7 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
                 continue
             state["well_formed"] += all(well_formed_call(c) for c in calls)
             t1 = time.perf_counter()
+            results = []
             for call in calls:
                 function = call.get("function") or {}
                 name = function.get("name")
@@ -192,8 +222,11 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
                     result = getattr(env, name)(**(function.get("arguments") or {}))
                 except Exception as e:  # as TRL does: the error goes back to the model
                     result = str({"error": str(e)})
-                state["messages"].append({"role": "tool", "name": str(name), "content": str(result)})
+                results.append({"role": "tool", "name": str(name), "content": str(result)})
+            state["messages"].extend(results)
             state["env_s"] += time.perf_counter() - t1
+            # as TRL builds the next turn: the prompt, the generated ids as generated, the tool results' tokens
+            state["ids"] = prompts[row] + completion + tool_suffix_ids(tokenizer, results)
             if env.report["rubric"]["answered"]:
                 state["stop"] = "submitted"
             elif state["turns"] >= max_turns:
@@ -210,7 +243,8 @@ def _play_batch(model, tokenizer, tasks, envs, tools, system_prompt, policy, gre
             task_id=task["task_id"], policy=policy, answer=rubric["submitted_answer"], correct=bool(rubric["correct"]),
             reward=float(report["reward"]), rubric=rubric, tool_calls=report["tool_calls"], stop_reason=state["stop"],
             turns=state["turns"], well_formed_turns=state["well_formed"], tokens_in=state["tokens_in"],
-            tokens_out=state["tokens_out"], model_seconds=state["model_s"], env_seconds=state["env_s"],
-            latency_s=state["latency_s"], messages=state["messages"],
+            tokens_out=state["tokens_out"], tokens_encoded=state["tokens_encoded"], model_seconds=state["model_s"],
+            env_seconds=state["env_s"], latency_s=state["latency_s"], messages=state["messages"],
+            extra={"prompt_ids": state["ids"], "completion_ids": state["completions"]} if keep_token_ids else {},
         ))
     return episodes

@@ -39,9 +39,18 @@ def run(args: argparse.Namespace) -> int:
         from rl_assets.pipes import open_pipes  # the local subprocess channel, or the run bucket on a cloud GPU
 
         pipes_context = open_pipes()
-    from rl_assets.training.config import load_config
+    from rl_assets.base_models import BaseModelError
+    from rl_assets.training.config import ConfigError, load_config
+    from rl_assets.training.run import RunMismatch
 
-    config = load_config(args.config, args.overrides)
+    try:
+        return _run(args, load_config(args.config, args.overrides), pipes_context)
+    except (ConfigError, BaseModelError, RunMismatch) as e:  # bad input: the reason, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, config, pipes_context) -> int:
     with pipes_context as pipes:
         import datasets
         import transformers

@@ -20,8 +20,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _source_files(module: ModuleType | str) -> list[Path]:
-    mod = importlib.import_module(module) if isinstance(module, str) else module
-    path = Path(mod.__file__).resolve()
+    """The module's file, or every .py file of a package; found without importing it (hashing the code must not
+    cost importing torch)."""
+    if isinstance(module, str):
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no module {module!r}")
+        path = Path(spec.origin).resolve()
+    else:
+        path = Path(module.__file__).resolve()
     if path.name == "__init__.py":
         return sorted(path.parent.rglob("*.py"))
     return [path]
@@ -88,9 +95,13 @@ def module_closure(*modules: str, package: str = "rl_assets") -> list[str]:
                     continue
                 if target != package:  # the root package: only the modules named (hashing it is everything)
                     todo.append(target)
-                for alias in node.names:  # 'from rl_assets import grading' names a module
-                    if importlib.util.find_spec(target) and _is_module(f"{target}.{alias.name}"):
-                        todo.append(f"{target}.{alias.name}")
+                # 'from rl_assets import grading' names a module, but only a package has modules: probing
+                # 'module.name' would import the module itself (and all it imports) just to find the spec
+                target_spec = importlib.util.find_spec(target)
+                if target_spec is not None and target_spec.submodule_search_locations is not None:
+                    for alias in node.names:
+                        if _is_module(f"{target}.{alias.name}"):
+                            todo.append(f"{target}.{alias.name}")
     return sorted(seen)
 
 
@@ -99,3 +110,17 @@ def _is_module(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+def directory_hash(directory: str | Path, exclude: frozenset[str] = frozenset()) -> str:
+    """First 16 hex digits of the SHA-256 over a directory's files (names and contents, not sub-directories),
+    except the names in `exclude`: the version of a model directory (weights, config, tokenizer, templates)."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.name not in exclude):
+        file_hash = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                file_hash.update(chunk)
+        digest.update(f"{path.name}:{file_hash.hexdigest()}\n".encode())
+    return digest.hexdigest()[:16]

@@ -47,7 +47,9 @@ class OracleScript:
 class ScriptedModel:
     """Stands in for a causal LM in rl_assets.training.decoding: the logits put all mass on the oracle's next
     turn, token by token, for each row of the batch (rows leave the batch once they emitted <|im_end|>, as
-    the decoding loop drops them)."""
+    the decoding loop drops them). It keeps its "keys" in the KV cache it is given, as a real model does: the
+    token ids themselves, so a call that encodes only a turn's new tokens (the cache kept from earlier turns)
+    still sees the whole conversation."""
 
     def __init__(self, script: OracleScript, tokenizer, max_position_embeddings: int = 1 << 20):
         import torch
@@ -55,7 +57,8 @@ class ScriptedModel:
 
         self.script = script
         self.tokenizer = tokenizer
-        self.config = Qwen3Config(vocab_size=len(tokenizer), max_position_embeddings=max_position_embeddings)
+        self.config = Qwen3Config(vocab_size=len(tokenizer), max_position_embeddings=max_position_embeddings,
+                                  num_hidden_layers=1, num_key_value_heads=1)
         self._parameter = torch.nn.Parameter(torch.zeros(1))
         self._turns: list[list[int]] = []  # scripted turn of each row still in the batch
         self._emitted = 0
@@ -66,12 +69,16 @@ class ScriptedModel:
     def turn_tokens(self, prompt: list[int]) -> list[int]:
         return self.script.next_turn(prompt)
 
-    def __call__(self, input_ids, attention_mask, **kwargs):
+    def __call__(self, input_ids, attention_mask, past_key_values=None, **kwargs):
         import torch
 
-        if input_ids.shape[1] > 1:  # prefill: a new batch of prompts
+        tokens = input_ids.to(torch.float64)[:, None, :, None]  # [batch, heads=1, new, dim=1]
+        if past_key_values is not None:  # what the cache holds now: earlier tokens (kept or not) and these
+            tokens, _ = past_key_values.update(tokens, tokens, 0)
+        if input_ids.shape[1] > 1:  # prefill: a new batch of prompts (or their new tokens on a kept cache)
+            seen = tokens[:, 0, :, 0].long().tolist()
             self._turns = [self.turn_tokens([t for t, m in zip(ids, mask) if m])
-                           for ids, mask in zip(input_ids.tolist(), attention_mask.tolist())]
+                           for ids, mask in zip(seen, attention_mask.tolist())]
             self._emitted = 0
         else:  # the loop dropped the rows that emitted their last token
             self._emitted += 1

