@@ -155,10 +155,10 @@ def test_the_untrained_tiny_model_is_built_once_and_deterministically(tiny_model
 
 
 def test_the_hf_policy_plays_through_the_local_model_rollouts(tiny_model, snapshot_dir, eval_tasks):
-    policy = load_policy("tiny-untrained", snapshot=snapshot_dir, artifact=tiny_model)
+    policy = load_policy("tiny-test-untrained", snapshot=snapshot_dir, artifact=tiny_model)
     assert policy.spec == f"hf:{tiny_model}" and policy.version == model_version(tiny_model)
     episodes = policy.run_episodes(eval_tasks * 2, snapshot_dir, GenerationSettings(max_turns=2, max_new_tokens=8, batch_size=8))
-    assert len(episodes) == 8 and all(e.policy == "tiny-untrained" for e in episodes)
+    assert len(episodes) == 8 and all(e.policy == "tiny-test-untrained" for e in episodes)
     assert [e.task_id for e in episodes] == [t["task_id"] for t in eval_tasks * 2]
     assert all(1 <= e.turns <= 2 and 0 < e.tokens_out <= 16 and e.model_seconds > 0 for e in episodes)
     assert all(0 < e.latency_s for e in episodes)
@@ -180,20 +180,28 @@ def test_model_version_hashes_weights_and_config_and_run_lineage_is_read(tiny_mo
     assert model_version(run / "model") != model_version(tiny_model)
 
 
-def test_tiny_local_is_the_newest_tiny_local_run(tiny_model, tmp_path, monkeypatch):
+def test_an_arm_is_its_newest_run(tiny_model, tmp_path, monkeypatch):
     import shutil
 
     monkeypatch.setenv("FINQA_RL_RUNS_DIR", str(tmp_path))
-    with pytest.raises(PolicyError, match="no training run of config 'tiny-local'"):
+    with pytest.raises(PolicyError, match="no training run of arm 'tiny-local'"):
         load_policy("tiny-local")
-    for name, config in (("a", "tiny-local"), ("b", "tiny-test")):
+    # a run records its arm (the policy asset writes it); an older run only its config, which is its config's arm
+    runs = (("a", {"config_name": "tiny-local"}), ("b", {"config_name": "tiny-test"}),
+            ("c", {"config_name": "smollm2-cpu", "arm": {"name": "smollm2-cpu-mixed"}}))
+    for name, lineage in runs:
         shutil.copytree(tiny_model, tmp_path / name / "model")
-        (tmp_path / name / "lineage.json").write_text(json.dumps({"config_name": config}))
+        (tmp_path / name / "lineage.json").write_text(json.dumps(lineage))
     assert load_policy("tiny-local").model_dir == (tmp_path / "a" / "model").resolve()
+    mixed = load_policy("smollm2-cpu-mixed")
+    assert mixed.model_dir == (tmp_path / "c" / "model").resolve() and mixed.name == "smollm2-cpu-mixed"
+    with pytest.raises(PolicyError, match="no training run of arm 'smollm2-cpu'"):
+        load_policy("smollm2-cpu")  # the same config, another arm
 
 
 @pytest.mark.parametrize("spec,message", [
     ("", "unknown policy"), ("gpt-4", "unknown policy"), ("hf:", "needs a path"), ("router:oracle,", "two policies"),
+    ("base:no-such-model", "unknown base model 'no-such-model'"), ("tiny-untrained", "unknown policy"),
 ])
 def test_bad_policy_specs_are_clear_errors(spec, message):
     with pytest.raises(PolicyError, match=message):
@@ -223,7 +231,7 @@ def test_the_untrained_counterpart_of_a_run_is_its_own_starting_point(tiny_model
     (run / "model" / "config.json").write_text((tiny_model / "config.json").read_text())
     prompt = {"system_prompt": "Use the tools.", "env": {"description_chars": 0}}
     (run / "model" / "prompt.json").write_text(json.dumps(prompt))  # ... the trained model's says how it was played
-    (run / "lineage.json").write_text(json.dumps({"config_name": "tiny-local"}))
+    (run / "lineage.json").write_text(json.dumps({"config_name": "tiny-local", "arm": {"name": "tiny-local"}}))
     models = tmp_path / "models"
     untrained = untrained_tiny_model(snapshot_dir, models, run)
     assert untrained.parent == models and untrained.name.startswith("tiny-untrained-run-")
@@ -233,10 +241,10 @@ def test_the_untrained_counterpart_of_a_run_is_its_own_starting_point(tiny_model
     # the spec resolves to it when a tiny-local run exists; without a base, to the model built for the snapshot
     monkeypatch.setenv("FINQA_RL_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("FINQA_RL_MODELS_DIR", str(models))
-    assert load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir == untrained
+    assert load_policy("tiny-local-untrained", snapshot=snapshot_dir).model_dir == untrained
     shutil.rmtree(run / "checkpoints")
     from rl_assets.policies.tiny import build_untrained_tiny_model
 
-    built = load_policy("tiny-untrained", snapshot=snapshot_dir).model_dir
+    built = load_policy("tiny-local-untrained", snapshot=snapshot_dir).model_dir
     assert built == build_untrained_tiny_model(snapshot_dir, models).resolve()  # tiny-local's starting point, built once
     assert json.loads((built / "recipe.json").read_text())["config"] == "tiny-local"

@@ -3,7 +3,7 @@
     finqa-rl eval --policy oracle --tasks single_table-synth-test --snapshot data/snapshots/<hash>
     finqa-rl eval --policy hf:data/runs/<id> --tasks test --samples 4 --limit 100
     finqa-rl eval --policy openai:Qwen/Qwen3-4B-Instruct-2507 --base-url http://localhost:8000/v1 --tasks test
-    finqa-rl eval --policy router:tiny-local,openai:gpt-4o-mini --tasks single_table-real-test --report
+    finqa-rl eval --policy router:smollm2-cpu,openai:gpt-4o-mini --tasks single_table-real-test --report
 
 Appends the episodes and the summary to the evaluation store and prints pass@1 per task set.
 """
@@ -20,7 +20,8 @@ SHORTCUTS = {"test": TEST_TASK_SETS, "val": tuple(t for t in TASK_SETS if t.ends
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True,
-                        help="oracle | tiny-untrained | tiny-local | hf:<model-or-run-dir> | openai:<model> | router:<small>,<large>")
+                        help="oracle | <arm> (newest run, e.g. smollm2-cpu) | <base model> (untrained, e.g. smollm2-135m) | "
+                             "<arm>-untrained | hf:<model-or-run-dir> | openai:<model> | router:<small>,<large>")
     parser.add_argument("--tasks", required=True,
                         help=f"task set(s), comma-separated: {TASK_SET_FORMAT}, or test / val / all")
     parser.add_argument("--snapshot", help="snapshot directory (default: the newest under $FINQA_RL_SNAPSHOTS_DIR)")
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N tasks per set (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="evaluation store (default: $FINQA_RL_EVALUATIONS or data/evaluations.duckdb)")
-    parser.add_argument("--baseline", default=None, help="policy to report deltas against (default: tiny-untrained)")
+    parser.add_argument("--baseline", default=None, help="policy to report deltas against (default: an arm's untrained counterpart)")
     parser.add_argument("--max-turns", type=int, default=None, help="model turns per episode (the step limit)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="tokens per model turn")
     parser.add_argument("--batch-size", type=int, default=None, help="episodes generated together / requests in flight")
@@ -87,7 +88,7 @@ def progress_bar(enabled: bool, description: str):
 def run(args: argparse.Namespace) -> int:
     from rl_assets.env import default_snapshot
     from rl_assets.evaluation.report import build_report
-    from rl_assets.evaluation.runner import DEFAULT_BASELINE, headline, run_evaluation, summarise_evaluation
+    from rl_assets.evaluation.runner import default_baseline, headline, run_evaluation, summarise_evaluation
     from rl_assets.evaluation.store import EvaluationStore
     from rl_assets.evaluation.task_sets import check_snapshot
     from rl_assets.policies import PolicyError, load_policy
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy, snapshot=snapshot, openai_options=openai_options)
         store = EvaluationStore(args.out)
         config = build_config(args)
-        baseline = args.baseline or DEFAULT_BASELINE
+        baseline = args.baseline or default_baseline(policy.name)
         print(f"policy {policy.name} ({policy.version}) on snapshot {snapshot.name} -> {store.path}")
         for task_set in task_sets:
             progress, close = progress_bar(not args.no_progress, task_set)

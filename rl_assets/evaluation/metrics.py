@@ -28,7 +28,7 @@ FAILURE_MODES = ("no_schema_inspected", "hallucinated_identifier", "gave_up_afte
 # rubric fields averaged per episode (booleans as rates; None = not applicable, left out)
 RUBRIC_MEANS = ("n_tool_calls", "errors", "hallucinated_identifiers", "redundant_calls", "rows_pulled", "answered",
                 "listed_tables_before_query", "inspected_schema_before_query", "recovered_after_error")
-EFFICIENCY = ("turns", "tokens_in", "tokens_out", "latency_s", "model_seconds", "env_seconds", "cost_usd")
+EFFICIENCY = ("turns", "tokens_in", "tokens_out", "tokens_encoded", "latency_s", "model_seconds", "env_seconds", "cost_usd")
 GROUP_COLUMNS = ("analytic_type", "source")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from rl_assets.evaluation import plots
 from rl_assets.evaluation.metrics import FAILURE_MODES, failure_modes
-from rl_assets.evaluation.runner import DEFAULT_BASELINE, headline, summarise_evaluation
+from rl_assets.evaluation.runner import default_baseline, headline, summarise_evaluation
 from rl_assets.evaluation.store import EvaluationStore
 from rl_assets.evaluation.task_sets import TASK_SETS, check_snapshot, load_task_set, task_set_version
 from rl_assets.snapshot import read_manifest
@@ -94,10 +94,13 @@ def build_report(
     policy: str,
     store: EvaluationStore | None = None,
     out_root: str | os.PathLike | None = None,
-    baseline: str | None = DEFAULT_BASELINE,
+    baseline: str | None = "",
     task_sets: tuple[str, ...] = TASK_SETS,
 ) -> Report:
-    """Write the report of `policy` (its name as evaluated, e.g. "tiny-local") on `snapshot`."""
+    """Write the report of `policy` (its name as evaluated, e.g. "smollm2-cpu") on `snapshot`; deltas against
+    `baseline` (default: the policy's untrained counterpart when it is an arm; None: no deltas)."""
+    if baseline == "":
+        baseline = default_baseline(policy)
     store = store or EvaluationStore()
     snapshot = check_snapshot(snapshot)
     snapshot_hash = read_manifest(snapshot).get("snapshot_hash", snapshot.name)

@@ -2,7 +2,7 @@
 Dagster assets and `finqa-rl eval`.
 
     result = run_evaluation(load_policy("oracle"), "single_table-synth-test", snapshot, EvaluationConfig(), store)
-    summary = summarise_evaluation(store, result.evaluation_id, baseline="tiny-untrained")
+    summary = summarise_evaluation(store, result.evaluation_id, baseline=default_baseline("smollm2-cpu"))
 
 Every episode row carries the lineage of its score: snapshot hash, task set version, policy artifact
 version, code version (`evaluation_code_version()`), git commit and config hash, plus the training run's
@@ -29,7 +29,15 @@ from rl_assets.policies import GenerationSettings, Policy
 from rl_assets.snapshot import read_manifest
 from rl_assets.versioning import code_version, git_commit, module_closure
 
-DEFAULT_BASELINE = "tiny-untrained"
+def default_baseline(policy: str) -> str | None:
+    """Whose evaluation a policy's deltas are against by default: an arm's untrained counterpart (its base model,
+    or `<arm>-untrained` for a tiny arm; rl_assets.experiments.arms); None for anything else."""
+    from rl_assets.experiments import ExperimentError, resolve_arm
+
+    try:
+        return resolve_arm(policy).untrained
+    except ExperimentError:
+        return None
 # local-model rollouts and the prompts they render, where installed: part of what a local model's score depends on
 OPTIONAL_MODULES = ("rl_assets.rollouts", "rl_assets.prompts")
 
@@ -110,7 +118,8 @@ def episode_row(episode: Episode, task: dict[str, Any], sample: int,
         "stop_reason": episode.stop_reason, "error": episode.error,
         **rubric,
         "tool_calls": episode.tool_calls, "turns": episode.turns, "well_formed_turns": episode.well_formed_turns,
-        "tokens_in": episode.tokens_in, "tokens_out": episode.tokens_out, "model_seconds": episode.model_seconds,
+        "tokens_in": episode.tokens_in, "tokens_out": episode.tokens_out, "tokens_encoded": episode.tokens_encoded,
+        "model_seconds": episode.model_seconds,
         "env_seconds": episode.env_seconds, "latency_s": episode.latency_s, "cost_usd": episode.cost_usd,
         "training_compute": compute[0], "training_cost_usd": compute[1], "training_gpu_minutes": compute[2],
         "messages": episode.messages, "extra": episode.extra,
@@ -141,6 +150,7 @@ def run_evaluation(
         (lambda done: progress(done, total)) if progress is not None else None,
     ) if played else []
     lineage = policy.lineage()
+    base = policy.base_model()
     compute = training_compute(lineage)
     run = {
         "evaluation_id": uuid.uuid4().hex,
@@ -150,6 +160,7 @@ def run_evaluation(
         "snapshot_hash": read_manifest(snapshot).get("snapshot_hash", snapshot.name), "snapshot_path": str(snapshot),
         "code_version": evaluation_code_version(), "git_commit": git_commit(),
         "config_hash": config.config_hash, "config": config.asdict(),
+        "base_model": base.get("name"), "base_model_hash": base.get("model_hash"),
         "lineage": lineage, "compute": compute[0], "n_tasks": len(tasks), "n_episodes": len(episodes),
     }
     rows = [episode_row(e, t, s, compute) for e, (s, t) in zip(episodes, played)]
@@ -157,7 +168,7 @@ def run_evaluation(
     return EvaluationResult(run["evaluation_id"], version, {**run, "version": version}, rows)
 
 
-def summarise_evaluation(store: EvaluationStore, evaluation_id: str, baseline: str | None = DEFAULT_BASELINE,
+def summarise_evaluation(store: EvaluationStore, evaluation_id: str, baseline: str | None = None,
                          resamples: int = metrics.BOOTSTRAP_RESAMPLES) -> list[dict[str, Any]]:
     """Compute and append the summary of an evaluation (deltas against the newest evaluation of `baseline`
     on the same tasks, when there is one and it is another policy); returns the summary rows."""
@@ -171,7 +182,8 @@ def summarise_evaluation(store: EvaluationStore, evaluation_id: str, baseline: s
     base_rows = store.episodes(base_run["evaluation_id"]) if base_run else None
     lineage = {k: run[k] for k in ("evaluation_id", "version", "created_at", "policy", "policy_spec",
                                    "policy_version", "task_set", "task_set_version", "snapshot_hash",
-                                   "snapshot_path", "code_version", "git_commit", "config_hash", "config")}
+                                   "snapshot_path", "code_version", "git_commit", "config_hash", "config",
+                                   "base_model", "base_model_hash")}
     common = {**lineage, "summary_id": uuid.uuid4().hex, "summarised_at": datetime.now(timezone.utc),
               "baseline_policy": base_run["policy"] if base_run else None,
               "baseline_evaluation_id": base_run["evaluation_id"] if base_run else None}

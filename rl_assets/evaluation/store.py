@@ -40,6 +40,7 @@ EVALUATION_COLUMNS: dict[str, str] = {
     "policy": "VARCHAR", "policy_spec": "VARCHAR", "policy_version": "VARCHAR",
     "task_set": "VARCHAR", "task_set_version": "VARCHAR", "snapshot_hash": "VARCHAR", "snapshot_path": "VARCHAR",
     "code_version": "VARCHAR", "git_commit": "VARCHAR", "config_hash": "VARCHAR", "config": "JSON",
+    "base_model": "VARCHAR", "base_model_hash": "VARCHAR",
 }
 
 # rubric fields that are columns of their own (the rubric's own names; `tool_calls` is a count there)
@@ -68,7 +69,7 @@ EPISODE_COLUMNS: dict[str, str] = {
     "answer": "VARCHAR", "correct": "BOOLEAN", "reward": "DOUBLE", "stop_reason": "VARCHAR", "error": "VARCHAR",
     **_rubric_columns(),
     "tool_calls": "JSON", "turns": "INTEGER", "well_formed_turns": "INTEGER", "tokens_in": "BIGINT",
-    "tokens_out": "BIGINT", "model_seconds": "DOUBLE", "env_seconds": "DOUBLE", "latency_s": "DOUBLE",
+    "tokens_out": "BIGINT", "tokens_encoded": "BIGINT", "model_seconds": "DOUBLE", "env_seconds": "DOUBLE", "latency_s": "DOUBLE",
     "cost_usd": "DOUBLE", "training_compute": "JSON", "training_cost_usd": "DOUBLE",
     "training_gpu_minutes": "DOUBLE", "messages": "JSON", "extra": "JSON",
 }
@@ -82,7 +83,19 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "ci_low": "DOUBLE", "ci_high": "DOUBLE", "n_tasks": "INTEGER", "n_episodes": "INTEGER",
     "delta": "DOUBLE", "delta_ci_low": "DOUBLE", "delta_ci_high": "DOUBLE",
 }
-TABLES = {"evaluations": RUN_COLUMNS, "episodes": EPISODE_COLUMNS, "summaries": SUMMARY_COLUMNS}
+# experiment comparisons (rl_assets.experiments.comparison): one row per arm x task set x metric, with the lineage
+# of the cell: the evaluation it read and the arm's training config, base model, snapshot and code versions
+COMPARISON_COLUMNS: dict[str, str] = {
+    "comparison_id": "VARCHAR", "created_at": "TIMESTAMPTZ", "experiment": "VARCHAR", "experiment_hash": "VARCHAR",
+    "arm": "VARCHAR", "role": "VARCHAR", "policy": "VARCHAR", "task_set": "VARCHAR", "status": "VARCHAR",
+    "detail": "VARCHAR", "metric": "VARCHAR", "value": "DOUBLE", "ci_low": "DOUBLE", "ci_high": "DOUBLE",
+    "delta": "DOUBLE", "delta_ci_low": "DOUBLE", "delta_ci_high": "DOUBLE", "n_tasks": "INTEGER",
+    "evaluation_id": "VARCHAR", "policy_version": "VARCHAR", "snapshot_hash": "VARCHAR", "code_version": "VARCHAR",
+    "training_config_hash": "VARCHAR", "training_code_version": "VARCHAR", "base_model": "VARCHAR",
+    "base_model_hash": "VARCHAR",
+}
+TABLES = {"evaluations": RUN_COLUMNS, "episodes": EPISODE_COLUMNS, "summaries": SUMMARY_COLUMNS,
+          "comparisons": COMPARISON_COLUMNS}
 JSON_COLUMNS = {name for cols in TABLES.values() for name, kind in cols.items() if kind == "JSON"}
 
 
@@ -148,6 +161,10 @@ class EvaluationStore:
         with self.connect() as con:
             _insert(con, "summaries", rows)
 
+    def append_comparison(self, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            _insert(con, "comparisons", rows)
+
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of any query over the store as dicts (JSON columns decoded)."""
@@ -164,16 +181,17 @@ class EvaluationStore:
         return self.query("SELECT * FROM episodes WHERE evaluation_id = ? ORDER BY sample, task_id", [evaluation_id])
 
     def latest_evaluation(self, policy: str, task_set: str, *, task_set_version: str | None = None,
-                          snapshot_hash: str | None = None) -> dict[str, Any] | None:
-        """The newest evaluation of a policy on a task set (optionally: of these tasks / this snapshot)."""
+                          snapshot_hash: str | None = None, config_hash: str | None = None,
+                          policy_version: str | None = None) -> dict[str, Any] | None:
+        """The newest evaluation of a policy on a task set (optionally: of these tasks / this snapshot / with this
+        evaluation config / of this artifact version)."""
         sql = "SELECT * FROM evaluations WHERE policy = ? AND task_set = ?"
         params: list[Any] = [policy, task_set]
-        if task_set_version is not None:
-            sql += " AND task_set_version = ?"
-            params.append(task_set_version)
-        if snapshot_hash is not None:
-            sql += " AND snapshot_hash = ?"
-            params.append(snapshot_hash)
+        for column, value in (("task_set_version", task_set_version), ("snapshot_hash", snapshot_hash),
+                              ("config_hash", config_hash), ("policy_version", policy_version)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
         rows = self.query(sql + " ORDER BY version DESC LIMIT 1", params)
         return rows[0] if rows else None
 

@@ -58,6 +58,10 @@ class Policy(ABC):
         """Where the artifact came from: its run's lineage.json (with `compute` for a cloud run) or {}."""
         return {}
 
+    def base_model(self) -> dict[str, Any]:
+        """The registered base model the policy is or sits on: {"name", "model_hash"} ({} for none)."""
+        return {}
+
     @abstractmethod
     def run_episodes(
         self,

@@ -21,8 +21,9 @@ from typing import Any, Callable, Sequence
 
 from rl_assets.episodes import Episode
 from rl_assets.policies.base import GenerationSettings, Policy, PolicyError, Progress
+from rl_assets.versioning import directory_hash
 
-NOT_HASHED = frozenset({"README.md"})
+NOT_HASHED = frozenset({"README.md", "manifest.json"})  # the model card; a base model's record of itself
 MODEL_MARKERS = ("config.json", "adapter_config.json")
 
 
@@ -42,15 +43,24 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 def model_version(model_dir: str | os.PathLike) -> str:
     """`hf@<16 hex>`: the hash of every file in the model directory (see the module docstring)."""
-    model_dir = Path(model_dir)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in model_dir.iterdir() if p.is_file() and p.name not in NOT_HASHED):
-        file_hash = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                file_hash.update(chunk)
-        digest.update(f"{path.name}:{file_hash.hexdigest()}\n".encode())
-    return f"hf@{digest.hexdigest()[:16]}"
+    return f"hf@{directory_hash(model_dir, NOT_HASHED)}"
+
+
+def base_model_of(model_dir: Path) -> dict[str, Any]:
+    """The registered base model a model directory is, or sits on (an adapter's `prompt.json` names it): name and
+    model hash from its manifest; {} for a model of its own (the tiny model) or an unregistered base."""
+    from rl_assets.base_models import MANIFEST_FILE, base_model_record, is_registered
+
+    manifest = model_dir / MANIFEST_FILE
+    if manifest.is_file():  # a base model directory itself (the untrained policy)
+        data = json.loads(manifest.read_text())
+        return {"name": data["name"], "model_hash": data["model_hash"]}
+    prompt = model_dir / "prompt.json"
+    name = json.loads(prompt.read_text()).get("base_model") if prompt.is_file() else None
+    if name and is_registered(name):
+        record = base_model_record(name)
+        return {"name": name, "model_hash": record["model_hash"]}
+    return {"name": name, "model_hash": None} if name else {}
 
 
 def run_lineage(model_dir: str | os.PathLike) -> dict[str, Any]:
@@ -89,12 +99,24 @@ def _episodes_done(progress: Progress) -> Callable[[Any], None]:
 
 class HFPolicy(Policy):
     def __init__(self, path: str | os.PathLike, *, name: str | None = None,
-                 rollouts: Callable[..., list[Episode]] | None = None):
-        """`rollouts`: a function with the signature of rl_assets.rollouts.run_hf_episodes (default: that one)."""
+                 rollouts: Callable[..., list[Episode]] | None = None, prompt: dict[str, Any] | None = None):
+        """`rollouts`: a function with the signature of rl_assets.rollouts.run_hf_episodes (default: that one).
+        `prompt`: {"system_prompt", "env"} to play the model with instead of its directory's prompt.json (part of
+        the version)."""
         self.model_dir = resolve_model_dir(path)
         self.spec = f"hf:{self.model_dir}"
         self.name = name or f"hf:{path}"
-        self._version = model_version(self.model_dir)
+        self._base = base_model_of(self.model_dir)
+        version = model_version(self.model_dir)
+        if (self.model_dir / "adapter_config.json").is_file() and self._base.get("model_hash"):
+            # an adapter is played on its base: both decide what the policy does
+            combined = f"{version}+{self._base['model_hash']}".encode()
+            version = f"hf@{hashlib.sha256(combined).hexdigest()[:16]}"
+        if prompt is not None:
+            combined = f"{version}+{json.dumps(prompt, sort_keys=True)}".encode()
+            version = f"hf@{hashlib.sha256(combined).hexdigest()[:16]}"
+        self._version = version
+        self._prompt = prompt
         self._rollouts = rollouts
 
     @property
@@ -112,6 +134,9 @@ class HFPolicy(Policy):
     def lineage(self) -> dict[str, Any]:
         return run_lineage(self.model_dir)
 
+    def base_model(self) -> dict[str, Any]:
+        return dict(self._base)
+
     def run_episodes(
         self,
         tasks: Sequence[dict[str, Any]],
@@ -127,6 +152,7 @@ class HFPolicy(Policy):
             max_turns=settings.max_turns, max_new_tokens=settings.max_new_tokens, seed=settings.seed,
             env_kwargs=None,  # the model's prompt.json holds the environment options it was trained with
             progress=_episodes_done(progress) if progress is not None else None,
+            **({"prompt_config": self._prompt} if self._prompt is not None else {}),
         )
         if len(episodes) != len(tasks) or any(e.task_id != t["task_id"] for e, t in zip(episodes, tasks)):
             raise RuntimeError(f"{self.name}: the rollouts returned {len(episodes)} episodes for {len(tasks)} tasks, "

@@ -108,6 +108,7 @@ class RouterPolicy(Policy):
                 well_formed_turns=sum(e.well_formed_turns for e in played),
                 tokens_in=sum(e.tokens_in for e in played),
                 tokens_out=sum(e.tokens_out for e in played),
+                tokens_encoded=sum(e.tokens_encoded for e in played),
                 model_seconds=sum(e.model_seconds for e in played),
                 env_seconds=sum(e.env_seconds for e in played),
                 latency_s=sum(e.latency_s for e in played),

@@ -106,7 +106,7 @@ def untrained_from_run(run_dir: str | os.PathLike, models_root: str | os.PathLik
 
 
 def untrained_tiny_model(snapshot: str | os.PathLike, models_root: str | os.PathLike,
-                         run_dir: str | os.PathLike | None = None) -> Path:
-    """The untrained counterpart of `run_dir` when it keeps its base, else the one built for the snapshot."""
+                         run_dir: str | os.PathLike | None = None, config: str = DEFAULT_CONFIG) -> Path:
+    """The untrained counterpart of `run_dir` when it keeps its base, else the one `config` builds for the snapshot."""
     from_run = untrained_from_run(run_dir, models_root) if run_dir is not None else None
-    return from_run or build_untrained_tiny_model(snapshot, models_root)
+    return from_run or build_untrained_tiny_model(snapshot, models_root, config)
