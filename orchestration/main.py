@@ -34,6 +34,10 @@ STAGES = {"raw": "raw", "curation": "dbt", "environment": "snapshot", "training"
           "evaluation": "evaluation"}
 STAGE_ORDER = ("setup", "observe", "raw", "dbt", "checks", "snapshot", "training", "evaluation")
 REASON_LINES = 4  # why-lines shown before the data stage runs
+DEFAULT_ARM = "smollm2-cpu"  # the main command's one arm: SmolLM2-135M-Instruct + LoRA, SFT + GRPO on 2 CPU cores
+# tasks per test set the main command evaluates (seeded; FINQA_RL_EVAL_SAMPLE_SIZE overrides, 0 = every task); the
+# UI, automation and `finqa-rl eval` evaluate whole sets
+MAIN_SAMPLE_SIZE = 12
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,9 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="stream Dagster's full event log to the terminal (as dagster prints it), no progress "
                              "bars; the log file is written as well")
-    parser.add_argument("--train-config", metavar="NAME",
-                        help="training config for the policy asset when it runs: a name under rl_assets/configs/ "
-                             "or a YAML path (default: the policy asset's own default; docs/training.md)")
+    parser.add_argument("--arm", "--train-config", dest="arm", metavar="NAME", default=None,
+                        help="the arm to train and evaluate: a training config's name (rl_assets/configs/) or an arm "
+                             f"of an experiment file (default: {DEFAULT_ARM}; docs/training.md, docs/experiments.md)")
     return parser.parse_args(argv)
 
 
@@ -64,15 +68,17 @@ def stage_of_group(group: str | None) -> str:
     return "checks" if group is None else STAGES.get(group, group)
 
 
-def _training_totals(config_name: str) -> dict[str, int]:
-    """Steps per training stage (sft, grpo, ...) of a training config, for the progress bars."""
+def _training_totals(arm_name: str) -> dict[str, int]:
+    """Steps per training stage (sft, grpo, ...) of an arm's config, for the progress bars."""
     from dataclasses import fields
 
-    from rl_assets.training.config import load_config
+    from rl_assets.experiments import resolve_arm
 
     try:
-        config = load_config(config_name)
-    except Exception:  # the policy asset reports a bad config itself
+        config = resolve_arm(arm_name).train_config()
+        if not config.grpo.enabled:
+            config.grpo.max_steps = 0
+    except Exception:  # the policy asset reports a bad arm itself
         return {}
     return {f.name: getattr(config, f.name).max_steps for f in fields(config)
             if isinstance(getattr(getattr(config, f.name), "max_steps", None), int)}
@@ -140,17 +146,19 @@ def run(args, terminal, handler, log_path: Path) -> int:
 
     # importing the definitions re-parses the dbt project first if any of its files changed
     from orchestration import incremental, paths, report
-    from orchestration.definitions import defs as base_defs
-    from orchestration.defs.evaluation import SNAPSHOT_KEY, TRAINED_POLICY_KEY, run_evaluations
-    from orchestration.defs.training import PolicyRunConfig
+    from orchestration.arms import train_arm
+    from orchestration.definitions import build_definitions
+    from orchestration.defs.evaluation import ORACLE, SNAPSHOT_KEY, TRAINED_POLICY_KEY, default_evaluation_settings, run_evaluations
+    from rl_assets.experiments import resolve_arm
 
-    train_config = args.train_config or PolicyRunConfig().config
-    progress = console.Progress(terminal, {}, _training_totals(train_config), quiet=True)
+    arm = resolve_arm(args.arm or DEFAULT_ARM)  # an unknown arm is an error before anything runs
+    sample_size = int(os.environ.get("FINQA_RL_EVAL_SAMPLE_SIZE", MAIN_SAMPLE_SIZE))
+    base_defs = build_definitions({"evaluation": default_evaluation_settings().with_sample(sample_size, 1, 0)})
+    progress = console.Progress(terminal, {}, _training_totals(arm.name), quiet=True)
     loggers = console.event_loggers(handler, progress, console=args.verbose)
     defs = dg.Definitions.merge(base_defs, dg.Definitions(loggers=loggers))
     logging_config = console.loggers_run_config(loggers)  # every run below: these loggers, not Dagster's console
     progress.steps = console.step_infos(defs, stage_of_group)
-    graph = defs.resolve_asset_graph()
     terminal.close_bar("setup")
     times["setup"] = time.perf_counter() - started
 
@@ -168,9 +176,8 @@ def run(args, terminal, handler, log_path: Path) -> int:
         terminal.line(f"raw files: observed {len(incremental.source_keys(defs))} sources under {paths.raw_root()} "
                       f"in {console.duration(times['observe'])}")
 
-        targets = [SNAPSHOT_KEY] if args.data_only else None
-        run_plan = incremental.plan(defs, instance, paths.warehouse_path(), targets=targets)
-        stage_name = "data" if args.data_only else "data and training"
+        run_plan = incremental.plan(defs, instance, paths.warehouse_path(), targets=[SNAPSHOT_KEY])
+        stage_name = "data"
         result = None
         if run_plan.up_to_date:
             terminal.line(f"{stage_name}: up to date — raw files and code unchanged since the last run, "
@@ -182,23 +189,34 @@ def run(args, terminal, handler, log_path: Path) -> int:
             for key, why in sorted(run_plan.reasons.items(), key=lambda kv: kv[0].to_user_string()):
                 log.info(f"out of date: {key.to_user_string()}: {why}")
             progress.expect(run_plan.selection)
-            run_config = dict(logging_config)
-            if args.train_config and TRAINED_POLICY_KEY in run_plan.reasons:
-                op = graph.get(TRAINED_POLICY_KEY).assets_def.node_def.name
-                run_config["ops"] = {op: {"config": {"config": args.train_config}}}
             progress.quiet = False
-            result = incremental.execute(defs, instance, run_plan, run_config=run_config)
+            result = incremental.execute(defs, instance, run_plan, run_config=dict(logging_config))
             progress.quiet = True
         checks = report.collect_checks(defs, instance, run_plan.all_assets)
         ok = (result is None or result.success) and not report.failed_checks(checks)
         materialised = {e.asset_key for e in result.get_asset_materialization_events()} if result else set()
 
+        trained = None  # the arm's training outcome (orchestration.arms.ArmOutcome)
+        if not args.data_only and ok:
+            terminal.line(f"training: arm {arm.name} (config {arm.config}, base {arm.base})")
+            t = time.perf_counter()
+            progress.quiet = False
+            trained = train_arm(defs, instance, arm.name, "local", run_config=dict(logging_config),
+                                log=lambda line: terminal.line(f"  {line}"))
+            progress.quiet = True
+            times["training"] = time.perf_counter() - t
+            if trained.status != "trained":
+                terminal.line(f"  {arm.name}: {trained.status} — {trained.detail}")
+                ok = False
+
         outcomes = None
         evaluation_note = "not run: the data and training stage failed" if not ok else ""
         if not args.data_only and ok:
-            terminal.line("evaluation: every policy with an artifact on the test sets")
+            policies = (ORACLE, arm.untrained, arm.name)
+            terminal.line(f"evaluation: {', '.join(policies)} on the test sets "
+                          f"({sample_size or 'all'} tasks each, seeded)")
             t = time.perf_counter()
-            outcomes = run_evaluations(defs, instance, log=lambda line: terminal.line(f"  {line}"),
+            outcomes = run_evaluations(defs, instance, policies, log=lambda line: terminal.line(f"  {line}"),
                                        run_config=logging_config)
             times["evaluation"] = time.perf_counter() - t
             for o in outcomes:
@@ -207,10 +225,12 @@ def run(args, terminal, handler, log_path: Path) -> int:
             ok = ok and all(o.status != "failed" for o in outcomes)
 
         training, training_note = None, "not trained yet"
-        if TRAINED_POLICY_KEY in run_plan.reasons and TRAINED_POLICY_KEY not in materialised:
-            training_note = "not trained in this run (it failed or was not reached: see above and the log)"
+        if trained is not None and trained.status != "trained":
+            training_note = f"{arm.name}: training {trained.status} — {trained.detail}"
+        elif trained is None and not args.data_only:
+            training_note = "not trained in this run (the data stage failed: see above and the log)"
         elif not args.data_only:
-            training = report.collect_training(instance, TRAINED_POLICY_KEY, TRAINED_POLICY_KEY in materialised)
+            training = report.collect_training(instance, TRAINED_POLICY_KEY, trained.trained_now, arm.name)
         stage_seconds = {**progress.stage_seconds(), **times}
         snapshot = report.metadata_path(instance, SNAPSHOT_KEY)
         sources, unclaimed = report.collect_sources(instance, paths.raw_root())

@@ -293,14 +293,17 @@ def collect_checks(defs, instance, assets) -> list[CheckOutcome]:
     return out
 
 
-def collect_training(instance, policy_key, trained_now: bool) -> TrainingSummary | None:
-    """The newest `policy` materialisation: its config, run directory and training curve (metrics.jsonl)."""
+def collect_training(instance, policy_key, trained_now: bool, arm: str | None = None) -> TrainingSummary | None:
+    """The newest `policy[arm]` materialisation: its arm, run directory and training curve (metrics.jsonl)."""
+    import dagster as dg
+
     from rl_assets.training.reporting import read_metrics
 
-    event = instance.get_latest_materialization_event(policy_key)
-    if event is None or event.asset_materialization is None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=policy_key, asset_partitions=[arm] if arm else None), limit=1).records
+    if not records or records[0].asset_materialization is None:
         return None
-    md = event.asset_materialization.metadata
+    md = records[0].asset_materialization.metadata
     run_dir = str(_value(md, "artifact_path", "") or _value(md, "path", "") or "")
     records = read_metrics(run_dir) if run_dir and Path(run_dir).exists() else []
     curves = []
@@ -309,7 +312,7 @@ def collect_training(instance, policy_key, trained_now: bool) -> TrainingSummary
         pick = lambda r: {k: r[k] for k in ("loss", "reward") if isinstance(r.get(k), (int, float))}  # noqa: E731
         curves.append(StageCurve(str(stage), int(rows[-1].get("step", 0)), pick(rows[0]), pick(rows[-1])))
     wall = records[-1].get("wall_s") if records else None
-    return TrainingSummary(str(_value(md, "config_name", "") or "?"), run_dir, curves,
+    return TrainingSummary(str(_value(md, "arm", "") or _value(md, "config_name", "") or "?"), run_dir, curves,
                            float(wall) if isinstance(wall, (int, float)) else None, trained_now)
 
 

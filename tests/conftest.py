@@ -1,6 +1,6 @@
 """Shared fixtures. The expensive one, `pipeline`, runs the whole main job once per test session
-into a temporary warehouse, snapshot folder and runs folder, on an ephemeral Dagster instance (the policy
-is trained with the seconds-long `tiny-test` config instead of the main command's `tiny-local`)."""
+into a temporary warehouse, snapshot folder and runs folder, on an ephemeral Dagster instance, and trains the
+`tiny-test` arm (policy[tiny-test], the seconds-long config) on the snapshot it published."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 
-TEST_RUN_CONFIG = {"ops": {"policy": {"config": {"config": "tiny-test"}}}}
+TEST_ARM = "tiny-test"  # the arm the pipeline fixture trains: the seconds-long tiny-test config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,15 +32,17 @@ def no_child_process_outlives_the_suite():
 
 @dataclass
 class PipelineRun:
-    result: object
+    result: object  # the main job (the data half)
     instance: object
     warehouse: Path
     snapshots_root: Path
     runs_root: Path
+    training: object = None  # the run that trained policy[TEST_ARM]
 
 
 def _run_main_job(root: Path) -> PipelineRun:
-    """Run the whole main job into `root` (warehouse + snapshots) on an ephemeral instance."""
+    """Run the whole main job into `root` (warehouse + snapshots) on an ephemeral instance, then train the
+    tiny-test arm (policy[tiny-test]) on the snapshot it published."""
     import dagster as dg
 
     from orchestration import paths
@@ -61,9 +63,14 @@ def _run_main_job(root: Path) -> PipelineRun:
             }
         )
         instance = dg.DagsterInstance.ephemeral()
-        result = defs.resolve_job_def("main").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=TEST_RUN_CONFIG
-        )
+        result = defs.resolve_job_def("main").execute_in_process(instance=instance, raise_on_error=False)
+        training = None
+        if result.success:
+            from orchestration.defs.training import register_arm
+
+            register_arm(instance, TEST_ARM)
+            training = defs.resolve_job_def("train_arm").execute_in_process(
+                instance=instance, partition_key=TEST_ARM, raise_on_error=False)
     finally:
         if saved is None:
             os.environ.pop("FINQA_RL_WAREHOUSE", None)
@@ -73,7 +80,7 @@ def _run_main_job(root: Path) -> PipelineRun:
             os.environ.pop("FINQA_RL_RUNS_DIR", None)
         else:
             os.environ["FINQA_RL_RUNS_DIR"] = saved_runs
-    return PipelineRun(result, instance, warehouse, snapshots_root, runs_root)
+    return PipelineRun(result, instance, warehouse, snapshots_root, runs_root, training)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import pytest
 
 from orchestration.defs.automation import raw_files_sensor
 from orchestration.defs.evaluation import EvaluationSettings, build_evaluation_defs
+from orchestration.defs.training import register_evaluation_policies
 from orchestration.defs.resources import DataPaths, Warehouse
 from orchestration.paths import raw_root
 from rl_assets.evaluation.store import EvaluationStore
@@ -92,9 +93,10 @@ def test_a_raw_file_change_re_evaluates_by_itself_with_the_new_snapshot_hash(pip
          "data_paths": DataPaths(raw_root=str(raw), snapshots_root=str(tmp_path / "snapshots")),
          "evaluation": EvaluationSettings(store_path=str(store.path), reports_root=str(tmp_path / "reports"),
                                           models_root=str(tmp_path / "models"), sample_size=6)},
-        evaluation=build_evaluation_defs(policies=("oracle",), task_sets=(SYNTH, REAL)),
+        evaluation=build_evaluation_defs(task_sets=(SYNTH, REAL)),
     )
     instance = replay(pipeline.instance)
+    register_evaluation_policies(instance, ["oracle"])  # the evaluation policy partitions are instance state
     sensor_resources = {"data_paths": DataPaths(raw_root=str(raw), snapshots_root=str(tmp_path / "snapshots"))}
 
     def sensor_tick():

@@ -21,7 +21,19 @@ from orchestration.defs.automation import (AUTOMATION_INTERVAL_S, RAW_CHECK_INTE
 from rl_assets.evaluation.store import EvaluationStore
 
 SYNTH, MULTI = "single_table-synth-test", "multi_table-synth-test"
-POLICIES = ("oracle", "tiny-untrained", "tiny-local")
+ARM = "tiny-test"  # a tiny arm: its untrained counterpart is its own starting point, built in seconds
+UNTRAINED = f"{ARM}-untrained"
+POLICIES = ("oracle", UNTRAINED, ARM)
+
+
+def evaluation_definitions(parts, settings) -> dg.Definitions:
+    """The evaluation assets with the assets they depend on as plain specs (snapshot, training, base models)."""
+    from orchestration.defs.training import ARMS, BASE_MODELS
+
+    upstream = [dg.AssetSpec("environment_snapshot"), dg.AssetSpec("policy", partitions_def=ARMS, group_name="training"),
+                dg.AssetSpec("base_model", partitions_def=BASE_MODELS, group_name="training")]
+    return dg.Definitions(assets=[*upstream, *with_automation(parts.assets)], jobs=parts.jobs,
+                          schedules=parts.schedules, resources={"evaluation": settings})
 
 
 def execute_requested(defs: dg.Definitions, instance: dg.DagsterInstance, result) -> dict[str, set]:
@@ -72,14 +84,14 @@ def automated(snapshot_dir, tmp_path_factory):
     """Evaluation definitions (three policies x two task sets, 4 tasks each) on an ephemeral instance that
     knows the pipeline's snapshot; the tiny models play through the real local-model rollouts."""
     root = tmp_path_factory.mktemp("evaluation_assets")
-    parts = ev.build_evaluation_defs(policies=POLICIES, task_sets=(SYNTH, MULTI))
+    parts = ev.build_evaluation_defs(task_sets=(SYNTH, MULTI))
     settings = ev.EvaluationSettings(store_path=str(root / "evaluations.duckdb"), reports_root=str(root / "reports"),
                                      models_root=str(root / "models"), sample_size=4, max_turns=2, max_new_tokens=8)
-    defs = dg.Definitions(assets=[dg.AssetSpec("environment_snapshot"), *with_automation(parts.assets)],
-                          jobs=parts.jobs, schedules=parts.schedules, resources={"evaluation": settings})
+    defs = evaluation_definitions(parts, settings)
     (root / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"))  # persistent: schedules need one
     report_snapshot(instance, snapshot_dir)
+    ev.register_evaluation_policies(instance, POLICIES)  # as a policy[tiny-test] materialisation would
     yield defs, instance, root, EvaluationStore(settings.store_path)
     instance.dispose()
 
@@ -91,12 +103,12 @@ def test_automation_evaluates_every_available_policy_and_only_what_changed_after
     # first ticks: task sets and policies, then episodes + summaries (same run), then reports
     result, requested = tick(defs, instance, None)
     assert requested == {"evaluation/task_sets": {SYNTH, MULTI}, "evaluation/policies": set(POLICIES)}
-    assert instance.get_materialized_partitions(ev.POLICIES_KEY) == {"oracle", "tiny-untrained"}  # no training yet
+    assert instance.get_materialized_partitions(ev.POLICIES_KEY) == {"oracle", UNTRAINED}  # no training yet
     result, requested = tick(defs, instance, result.cursor)
-    trained = {k for k in all_pairs if k.keys_by_dimension["policy"] != "tiny-local"}
+    trained = {k for k in all_pairs if k.keys_by_dimension["policy"] != ARM}
     assert requested == {"evaluation/episodes": trained, "evaluation/summaries": trained}
     result, requested = tick(defs, instance, result.cursor)
-    assert requested == {"evaluation/report": {"oracle", "tiny-untrained"}}
+    assert requested == {"evaluation/report": {"oracle", UNTRAINED}}
     result, requested = tick(defs, instance, result.cursor)
     assert requested == {}
     snapshot_hash = json.loads((snapshot_dir / "manifest.json").read_text())["snapshot_hash"]
@@ -116,22 +128,22 @@ def test_automation_evaluates_every_available_policy_and_only_what_changed_after
     new = store.query("SELECT DISTINCT task_set FROM episodes WHERE snapshot_hash = ?", [new_snapshot.name])
     assert old == 16 and new == [{"task_set": SYNTH}]  # old rows stay; MULTI was not re-evaluated
     result, requested = tick(defs, instance, result.cursor)
-    assert requested == {"evaluation/report": {"oracle", "tiny-untrained"}}
+    assert requested == {"evaluation/report": {"oracle", UNTRAINED}}
 
-    # a trained policy appears: only tiny-local's partitions run, and training itself is never requested
+    # a trained arm appears: only its partitions run, and training itself is never requested
     instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key="policy", metadata={"path": dg.MetadataValue.path(str(tiny_run))}))
+        asset_key="policy", partition=ARM, metadata={"path": dg.MetadataValue.path(str(tiny_run))}))
     result, requested = tick(defs, instance, result.cursor)
     assert requested == {"evaluation/policies": set(POLICIES)}
     result, requested = tick(defs, instance, result.cursor)
-    local = {k for k in all_pairs if k.keys_by_dimension["policy"] == "tiny-local"}
+    local = {k for k in all_pairs if k.keys_by_dimension["policy"] == ARM}
     assert requested == {"evaluation/episodes": local, "evaluation/summaries": local}
-    rows = store.query("SELECT DISTINCT policy_version, training_cost_usd FROM episodes WHERE policy = 'tiny-local'")
+    rows = store.query("SELECT DISTINCT policy_version, training_cost_usd FROM episodes WHERE policy = ?", [ARM])
     assert rows == [{"policy_version": store.query(
-        "SELECT policy_version FROM episodes WHERE policy = 'tiny-untrained' LIMIT 1")[0]["policy_version"],
+        "SELECT policy_version FROM episodes WHERE policy = ? LIMIT 1", [UNTRAINED])[0]["policy_version"],
         "training_cost_usd": 0.42}]  # same weights as the untrained model; cost from the run's lineage.json
     result, requested = tick(defs, instance, result.cursor)
-    assert requested == {"evaluation/report": {"tiny-local"}}
+    assert requested == {"evaluation/report": {ARM}}
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +152,9 @@ def tiny_run(automated, snapshot_dir):
     from rl_assets.policies.tiny import build_untrained_tiny_model
 
     _, _, root, _ = automated
-    run = root / "runs" / "tiny-local-run"
-    shutil.copytree(build_untrained_tiny_model(snapshot_dir, root / "models"), run / "model")
-    (run / "lineage.json").write_text(json.dumps({"config_name": "tiny-local", "compute": {
+    run = root / "runs" / "tiny-test-run"
+    shutil.copytree(build_untrained_tiny_model(snapshot_dir, root / "models", ARM), run / "model")
+    (run / "lineage.json").write_text(json.dumps({"config_name": ARM, "compute": {
         "accelerator": "H100", "gpu_minutes": 3.0, "estimated_usd": 0.42}}))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": s / 10, "loss": 1 - s / 10}) + "\n"
                                                for s in range(5)))
@@ -168,11 +180,11 @@ def test_materialisations_carry_lineage_the_oracle_check_and_the_report(automate
     assert len(evaluations) == len(history) >= 6 and all(e.passed for e in evaluations)
     assert applied and all(e.metadata["pass@1"].value >= 0.98 for e in applied)
     assert ev.latest_metadata(instance, ev.SUMMARIES_KEY, key)["pass@1"] == 1.0
-    trained = ev.latest_metadata(instance, ev.SUMMARIES_KEY, dg.MultiPartitionKey({"policy": "tiny-local", "task_set": SYNTH}))
-    # evaluated after its baseline: the delta is in the summary (same weights, same greedy episodes: 0)
-    assert trained["baseline"] == "tiny-untrained" and trained["delta_pass@1"] == 0.0
+    trained = ev.latest_metadata(instance, ev.SUMMARIES_KEY, dg.MultiPartitionKey({"policy": ARM, "task_set": SYNTH}))
+    # evaluated after its untrained counterpart: the delta is in the summary (same weights, same greedy episodes: 0)
+    assert trained["baseline"] == UNTRAINED and trained["delta_pass@1"] == 0.0
 
-    report = ev.latest_metadata(instance, ev.REPORT_KEY, "tiny-local")
+    report = ev.latest_metadata(instance, ev.REPORT_KEY, ARM)
     assert "data:image/png;base64," in report["report"] and "## Training run" in report["report"]
     folder = Path(report["path"]).parent
     assert {p.name for p in folder.iterdir()} == {"report.md", "pass_at_1.png", "failure_modes.png", "training_curve.png"}
@@ -238,8 +250,9 @@ def test_the_project_definitions_load_with_automation_on_every_stage_but_trainin
     assert graph.get(dg.AssetKey("policy")).automation_condition is None  # training costs money: never automatic
     assert {s.name for s in defs.sensors} >= {"raw_files_sensor", "finqa_automation"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in defs.sensors)
-    main = defs.resolve_job_def("main")
-    assert not any(k.path[0] == "evaluation" for k in main.asset_layer.executable_asset_keys)
+    main = defs.resolve_job_def("main")  # the data half: partitioned training and evaluation run on their own
+    assert not any(k.path[0] in ("evaluation", "policy", "base_model", "experiments")
+                   for k in main.asset_layer.executable_asset_keys)
 
 
 def test_the_raw_file_sensor_notices_files_added_changed_and_removed(tmp_path):
@@ -291,11 +304,10 @@ def test_the_main_commands_evaluation_skips_what_did_not_change(snapshot_dir, tm
     import rl_assets.oracle
     from rl_assets.evaluation.task_sets import load_task_set
 
-    parts = ev.build_evaluation_defs(policies=("oracle",), task_sets=(SYNTH,))
+    parts = ev.build_evaluation_defs(task_sets=(SYNTH,))
     settings = ev.EvaluationSettings(store_path=str(tmp_path / "evaluations.duckdb"), reports_root=str(tmp_path / "reports"),
                                      models_root=str(tmp_path / "models"), sample_size=4, max_turns=2, max_new_tokens=8)
-    defs = dg.Definitions(assets=[dg.AssetSpec("environment_snapshot"), *parts.assets], jobs=parts.jobs,
-                          resources={"evaluation": settings})
+    defs = evaluation_definitions(parts, settings)
     instance = dg.DagsterInstance.ephemeral()
     report_snapshot(instance, snapshot_dir)
     store = EvaluationStore(settings.store_path)

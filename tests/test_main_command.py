@@ -31,7 +31,7 @@ def main_command(*args: str, env: dict[str, str] | None = None, timeout: int = 6
 def test_help_names_the_modes_and_the_log():
     proc = main_command("--help", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    for text in ("--data-only", "--verbose", "--train-config", "logs/main-"):
+    for text in ("--data-only", "--verbose", "--arm", "logs/main-"):
         assert text in proc.stdout
     assert proc.stderr == ""
 

@@ -39,11 +39,16 @@ def test_definitions_contain_the_whole_graph():
     check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {"gx_tasks_suite", "gx_world_cells_suite"} <= check_names
     assert any(name.startswith("unique_tasks_task_id") for name in check_names)  # dbt tests are checks
-    # the main job is the whole graph: every asset (the raw files observed first) and every check, but the
-    # partitioned evaluation assets (run per partition after it)
+    # the main job is the data half: every asset up to the environment snapshot (the raw files observed first)
+    # and every check, but training (partitioned by base model and arm), evaluation (policy x task set) and the
+    # experiment comparisons, which run per partition after it
     job = defs.resolve_job_def("main")
     graph = defs.resolve_asset_graph()
-    unpartitioned = {k for k in graph.get_all_asset_keys() if k.path[0] != "evaluation" and graph.get(k).is_executable}
+    later = {"training", "evaluation", "experiments"}
+    unpartitioned = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name not in later and graph.get(k).is_executable}
+    assert all(graph.get(k).partitions_def is None for k in unpartitioned)
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "training"} == {
+        "base_model", "policy"}
     assert set(job.asset_layer.selected_asset_keys) == unpartitioned
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys if graph.get(k).is_observable} == {
         "raw_files/sec10k", "raw_files/finqa", "raw_files/tatqa"}

@@ -16,8 +16,8 @@ POLICY = dg.AssetKey("policy")
 
 @pytest.fixture(scope="module")
 def policy_materialization(pipeline):
-    assert pipeline.result.success
-    events = [e for e in pipeline.result.get_asset_materialization_events() if e.asset_key == POLICY]
+    assert pipeline.result.success and pipeline.training is not None and pipeline.training.success
+    events = [e for e in pipeline.training.get_asset_materialization_events() if e.asset_key == POLICY]
     assert len(events) == 1
     return events[0].step_materialization_data.materialization
 
@@ -35,6 +35,10 @@ def test_policy_is_trained_on_the_snapshot_the_same_run_produced(pipeline, polic
     assert "data:image/png;base64," in metadata["training_curve"].value
     assert {"final/grpo/reward", "final/grpo/pass_rate", "final/sft/loss", "final/wall_s"} <= set(metadata)
     assert (artifact / "model" / "model.safetensors").exists()
+    # the partition is the arm; the run knows which arm it is, what it used, and registered what to evaluate
+    assert metadata["arm"].value == "tiny-test" and lineage["arm"]["name"] == "tiny-test"
+    assert lineage["resources"]["cpu_seconds"] > 0 and lineage["resources"]["peak_rss_gb"] > 0
+    assert {"tiny-test", "tiny-test-untrained"} <= set(pipeline.instance.get_dynamic_partitions("evaluation_policies"))
 
 
 def test_policy_has_a_real_code_version_and_no_automation(pipeline):
@@ -51,7 +55,7 @@ def test_policy_has_a_real_code_version_and_no_automation(pipeline):
 def test_training_progress_arrives_through_pipes_while_the_run_goes(pipeline, policy_materialization):
     artifact = Path(policy_materialization.metadata["artifact_path"].value)
     metrics = [json.loads(line) for line in (artifact / "metrics.jsonl").read_text().splitlines()]
-    logs = [e for e in pipeline.instance.all_logs(pipeline.result.run_id)
+    logs = [e for e in pipeline.instance.all_logs(pipeline.training.run_id)
             if e.user_message.startswith(("[sft ", "[grpo "))]
     arrived = [e.user_message.split("]")[0] + "]" for e in logs]
     assert arrived == [f"[{m['stage']} {m['step']}]" for m in metrics]  # every logging step, in order

@@ -7,7 +7,9 @@
 - declarative automation (`finqa_automation`, our own `AutomationConditionSensorDefinition`, every 30 s):
   raw assets, dbt models and the environment snapshot run when missing or when an input updated (and
   never past a failed blocking check upstream), so a raw update flows raw -> dbt -> snapshot ->
-  evaluation (the evaluation assets carry their own conditions: see orchestration/defs/evaluation.py).
+  evaluation (the evaluation assets carry their own conditions: see orchestration/defs/evaluation.py,
+  and their own sensor, `finqa_evaluation_automation`, whose runs carry the tag
+  `finqa_rl/loads_model=true` that the instance's run queue limits: .dagster_home/dagster.yaml).
   Training (group `training`) gets no condition and is not targeted: it never runs by itself.
 - `nightly_evaluation` (orchestration/defs/evaluation.py): every policy on every task set at 02:00 UTC.
 
@@ -20,11 +22,15 @@ import dagster as dg
 
 from orchestration.defs.raw import raw_files_key
 from orchestration.defs.resources import DataPaths
+from orchestration.defs.training import MODEL_LOADING_TAG  # {"finqa_rl/loads_model": "true"}
 from rl_assets import raw
 
 AUTOMATED_GROUPS = ("raw", "curation_seeds", "curation_staging", "curation_intermediate", "curation_marts",
                     "curation", "environment")
 NOT_AUTOMATED_GROUPS = ("training",)
+# Runs of these groups load models (policies, rollouts): they are automated by their own sensor, whose runs
+# carry MODEL_LOADING_TAG (the evaluation and training jobs tag their runs the same way).
+MODEL_LOADING_GROUPS = ("evaluation",)
 RAW_CHECK_INTERVAL_S = 30
 AUTOMATION_INTERVAL_S = 30
 
@@ -97,10 +103,31 @@ def raw_files_sensor(context: dg.SensorEvaluationContext, data_paths: DataPaths)
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Declarative automation of the data: raw -> dbt -> snapshot (evaluation has its own sensor)."""
     return dg.AutomationConditionSensorDefinition(
         "finqa_automation",
-        target=dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_AUTOMATED_GROUPS),
+        target=dg.AssetSelection.all() - dg.AssetSelection.groups(*NOT_AUTOMATED_GROUPS, *MODEL_LOADING_GROUPS),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=AUTOMATION_INTERVAL_S,
-        description="Declarative automation: raw -> dbt -> snapshot -> evaluation (never training).",
+        description="Declarative automation: raw -> dbt -> snapshot (never training; evaluation: "
+                    "finqa_evaluation_automation).",
     )
+
+
+def evaluation_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Declarative automation of the evaluation: its runs carry MODEL_LOADING_TAG, so the instance's
+    `tag_concurrency_limits` (.dagster_home/dagster.yaml) bound how many load a model at once and a raw
+    change is not queued behind all of them."""
+    return dg.AutomationConditionSensorDefinition(
+        "finqa_evaluation_automation",
+        target=dg.AssetSelection.groups(*MODEL_LOADING_GROUPS),
+        run_tags=MODEL_LOADING_TAG,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=AUTOMATION_INTERVAL_S,
+        description="Declarative automation of the evaluation (policy x task set partitions) when the snapshot "
+                    "or a policy changes; runs tagged finqa_rl/loads_model=true.",
+    )
+
+
+def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
+    return [automation_sensor(), evaluation_automation_sensor()]

@@ -2,21 +2,22 @@
 
     evaluation/task_sets [task_set]   the task set in the newest environment snapshot; data version = its
                                       task set version (tasks + the worlds they ask about)
-    evaluation/policies  [policy]     the policy artifact; data version = its artifact version (oracle: code
-                                      version; tiny-untrained: the starting point of the newest `policy` run,
-                                      or an untrained tiny model built for the snapshot; tiny-local: the
-                                      newest `policy` (training) artifact)
+    evaluation/policies  [policy]     the policy artifact; data version = its artifact version
     evaluation/episodes  [policy × task_set]  the episodes (rl_assets.evaluation.runner.run_evaluation),
                                       re-run when the data version of its task set or policy changes, or
                                       the evaluation code changes
     evaluation/summaries [policy × task_set]  pass@1, pass@k, rubric means, intervals, deltas vs the
-                                      baseline; check `oracle_pass_rate` (>= 98% on every test set)
+                                      arm's untrained counterpart; check `oracle_pass_rate` (>= 98% on every test set)
     evaluation/report    [policy]     reports/<snapshot>-<policy>/ (markdown + plots), shown in the UI
 
-A new snapshot re-materialises every task set, but only task sets whose tasks or worlds changed get new
-data versions, so only their episodes re-run; a new training artifact changes only the tiny-local policy
-partition. Adding a policy is one entry in POLICIES (and, for a new kind of artifact, a line in
-`_policy_spec`). Settings (store, reports folder, sample size, ...) are the `evaluation` resource.
+The policy dimension is dynamic (`evaluation_policies`) and follows the arms: `oracle`, every trained arm (the newest
+`policy[arm]` artifact) and each arm's untrained counterpart (named after its base model, e.g. `smollm2-135m`, shared
+by arms on that base; a tiny arm's is `<arm>-untrained`). A `policy[arm]` materialisation adds its two partitions,
+and automation evaluates them; a partition resolves to a policy through one function, `resolve_policy`, which
+also accepts any policy spec (`hf:<dir>`, `openai:<model>`, ...) added as a partition. A new snapshot
+re-materialises every task set, but only task sets whose tasks or worlds changed get new data versions, so only
+their episodes re-run; a new training artifact changes only that arm's policy partition. Settings (store,
+reports folder, sample size, ...) are the `evaluation` resource.
 """
 
 import warnings
@@ -27,16 +28,20 @@ from typing import Any, Iterator
 import dagster as dg
 
 from orchestration.defs.automation import on_upstream_update, when
-from rl_assets.evaluation.runner import DEFAULT_BASELINE, EvaluationConfig, evaluation_code_version
+from orchestration.defs.training import (BASE_MODEL_KEY, EVALUATION_POLICIES, MODEL_LOADING_TAG,
+                                         register_evaluation_policies)
+from rl_assets.evaluation.runner import EvaluationConfig, evaluation_code_version
 from rl_assets.evaluation.task_sets import TASK_SETS, TEST_TASK_SETS, parse_task_set
 from rl_assets.policies import GenerationSettings
 
-POLICIES = ("oracle", "tiny-untrained", "tiny-local")
-# tasks per task set in automated and main-command runs (seeded; 0 = every task). An untrained tiny model
-# generates its whole per-turn budget (192 tokens) every episode: 24 tasks of each of the three non-empty
-# test sets, one batch per set, keep the main command's evaluation within a few minutes on 2 cores.
-DEFAULT_SAMPLE_SIZE = 24
-DEFAULT_BATCH_SIZE = 32  # episodes generated together: a task set's sample in one batch
+ORACLE = "oracle"
+UNTRAINED_BASELINE = "untrained"  # the baseline setting meaning: each arm against its own untrained counterpart
+# tasks per task set in automated, scheduled and UI runs: every task (0). The main command and experiments evaluate
+# a seeded sample of their own (orchestration.main.MAIN_SAMPLE_SIZE, an experiment file's sample_size).
+DEFAULT_SAMPLE_SIZE = 0
+# episodes generated together. Each keeps its KV cache across turns (rl_assets.training.decoding): 16 episodes of
+# SmolLM2-135M at ~2,000 tokens hold ~1.5 GB of cache, well inside the 8 GB a process may use here
+DEFAULT_BATCH_SIZE = 16
 ORACLE_MIN_PASS_RATE = 0.98
 SNAPSHOT_KEY = dg.AssetKey("environment_snapshot")
 TRAINED_POLICY_KEY = dg.AssetKey("policy")  # the training asset; its metadata names the artifact directory
@@ -63,7 +68,7 @@ class EvaluationSettings(dg.ConfigurableResource):
     max_turns: int = GenerationSettings.max_turns
     max_new_tokens: int = GenerationSettings.max_new_tokens
     batch_size: int = DEFAULT_BATCH_SIZE
-    baseline: str = DEFAULT_BASELINE
+    baseline: str = UNTRAINED_BASELINE  # or a policy name: every summary's deltas against that policy
 
     def config(self) -> EvaluationConfig:
         generation = replace(GenerationSettings(), max_turns=self.max_turns, max_new_tokens=self.max_new_tokens,
@@ -76,19 +81,21 @@ class EvaluationSettings(dg.ConfigurableResource):
 
         return EvaluationStore(self.store_path)
 
+    def with_sample(self, sample_size: int, samples: int, seed: int) -> "EvaluationSettings":
+        """The same settings with another task sample (an experiment's, the main command's)."""
+        fields = {name: getattr(self, name) for name in ("store_path", "reports_root", "models_root", "max_turns",
+                                                         "max_new_tokens", "batch_size", "baseline")}
+        return EvaluationSettings(**fields, sample_size=sample_size, samples=samples, seed=seed)
+
 
 def default_evaluation_settings() -> EvaluationSettings:
-    """Paths from FINQA_RL_EVALUATIONS / FINQA_RL_REPORTS_DIR / FINQA_RL_MODELS_DIR; the tasks per task set of
-    automated and main-command runs from FINQA_RL_EVAL_SAMPLE_SIZE (default DEFAULT_SAMPLE_SIZE, 0 = all)."""
-    import os
-
+    """Paths from FINQA_RL_EVALUATIONS / FINQA_RL_REPORTS_DIR / FINQA_RL_MODELS_DIR; every task of each set."""
     from rl_assets.evaluation.report import reports_root
     from rl_assets.evaluation.store import default_store_path
     from rl_assets.policies import models_root
 
     return EvaluationSettings(store_path=str(default_store_path()), reports_root=str(reports_root()),
-                              models_root=str(models_root()),
-                              sample_size=int(os.environ.get("FINQA_RL_EVAL_SAMPLE_SIZE", DEFAULT_SAMPLE_SIZE)))
+                              models_root=str(models_root()), sample_size=DEFAULT_SAMPLE_SIZE)
 
 
 # ---------------------------------------------------------------------------------------------- lookups
@@ -114,40 +121,61 @@ def snapshot_path(instance: dg.DagsterInstance) -> Path:
     return Path(str(metadata["path"]))
 
 
-def trained_artifact(instance: dg.DagsterInstance) -> str | None:
-    """The model directory of the newest `policy` (training) materialisation, if there is one."""
-    metadata = latest_metadata(instance, TRAINED_POLICY_KEY)
+def trained_artifact(instance: dg.DagsterInstance, arm: str) -> str | None:
+    """The model directory of the newest `policy[arm]` (training) materialisation, if there is one."""
+    metadata = latest_metadata(instance, TRAINED_POLICY_KEY, arm)
     for key in ARTIFACT_METADATA_KEYS:
         if metadata and metadata.get(key):
             return str(metadata[key])
     return None
 
 
-def _policy_spec(context: dg.AssetExecutionContext, name: str, settings: EvaluationSettings) -> str | None:
-    """What the policy partition resolves to now (None: not available yet)."""
-    if name == "tiny-untrained":  # the trained policy's own starting point where its run keeps it
-        from rl_assets.policies.hf import resolve_model_dir
+def resolve_policy(instance: dg.DagsterInstance, name: str, settings: EvaluationSettings) -> str | None:
+    """The policy spec an evaluation policy partition stands for now (None: no artifact yet): the one place a
+    partition name becomes something to play.
+
+    oracle -> the oracle; a registered base model -> `base:<name>` (untrained, the default training prompt);
+    `<arm>-untrained` (a tiny arm) -> the starting point of that arm's newest run; an arm -> its newest trained
+    artifact; anything else is a policy spec as given (hf:..., openai:..., router:...)."""
+    from rl_assets.base_models import is_registered
+    from rl_assets.experiments import ExperimentError, resolve_arm, untrained_arm
+    from rl_assets.policies.hf import resolve_model_dir
+
+    if name == ORACLE or name.startswith(("hf:", "openai:", "router:", "base:")):
+        return name
+    if is_registered(name):
+        return f"base:{name}"
+    tiny_arm = untrained_arm(name)
+    if tiny_arm is not None:
         from rl_assets.policies.tiny import untrained_tiny_model
 
-        artifact = trained_artifact(context.instance)
+        artifact = trained_artifact(instance, tiny_arm.name)
         run = resolve_model_dir(artifact).parent if artifact else None
-        return f"hf:{untrained_tiny_model(snapshot_path(context.instance), settings.models_root, run)}"
-    if name == "tiny-local":
-        artifact = trained_artifact(context.instance)
-        if artifact is None:
-            return None
-        from rl_assets.policies.hf import resolve_model_dir
+        return f"hf:{untrained_tiny_model(snapshot_path(instance), settings.models_root, run, tiny_arm.config)}"
+    try:
+        resolve_arm(name)
+    except ExperimentError as e:
+        raise dg.Failure(f"evaluation policy {name!r} is not oracle, a base model, an arm or a policy spec: {e}") from None
+    artifact = trained_artifact(instance, name)
+    return f"hf:{resolve_model_dir(artifact)}" if artifact else None
 
-        return f"hf:{resolve_model_dir(artifact)}"
-    return name  # oracle, or a spec such as openai:<model>
+
+def baseline_for(name: str, settings: EvaluationSettings) -> str | None:
+    """Whose evaluation a policy's summary deltas are against: its untrained counterpart (arms), or the setting."""
+    if settings.baseline != UNTRAINED_BASELINE:
+        return settings.baseline
+    from rl_assets.experiments import ExperimentError, resolve_arm
+
+    try:
+        return resolve_arm(name).untrained
+    except ExperimentError:
+        return None  # oracle, base models, specs: no counterpart
 
 
 def _load_policy(name: str, spec: str, snapshot: Path):
     from rl_assets.policies import load_policy
 
-    if spec.startswith("hf:") and name in ("tiny-untrained", "tiny-local"):
-        return load_policy(name, snapshot=snapshot, artifact=spec[len("hf:"):])
-    return load_policy(spec, snapshot=snapshot)
+    return load_policy(spec, snapshot=snapshot, name=name)
 
 
 # ---------------------------------------------------------------------------------------------- automation
@@ -174,8 +202,8 @@ class EvaluationDefs:
     partitions: dg.MultiPartitionsDefinition
 
 
-def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple[str, ...] = TASK_SETS) -> EvaluationDefs:
-    policy_partitions = dg.StaticPartitionsDefinition(list(policies))
+def build_evaluation_defs(task_sets: tuple[str, ...] = TASK_SETS) -> EvaluationDefs:
+    policy_partitions = EVALUATION_POLICIES  # dynamic: oracle, arms, their untrained counterparts, specs
     task_set_partitions = dg.StaticPartitionsDefinition(list(task_sets))
     partitions = dg.MultiPartitionsDefinition({"policy": policy_partitions, "task_set": task_set_partitions})
     with warnings.catch_warnings():  # the mapping is marked beta; its behaviour here is covered by tests
@@ -193,6 +221,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
     def evaluation_task_sets(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from rl_assets.evaluation.task_sets import load_task_set, task_set_version
 
+        register_evaluation_policies(context.instance, [ORACLE])  # the reference, evaluated wherever tasks are
         snapshot = snapshot_path(context.instance)
         tasks = load_task_set(snapshot, context.partition_key)
         version = task_set_version(snapshot, tasks)
@@ -207,19 +236,23 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
 
     @dg.asset(
         key=POLICIES_KEY, group_name="evaluation", partitions_def=policy_partitions,
-        deps=[SNAPSHOT_KEY, TRAINED_POLICY_KEY], output_required=False, code_version=code_version,
-        # a missing training artifact does not hold the other policies back (tiny-local then records nothing
-        # until `policy` is materialised: training is never automatic)
+        # every arm's training and every base model: a new artifact of one re-resolves each partition, but only the
+        # partition whose artifact version changed gets a new data version (and so new episodes)
+        deps=[SNAPSHOT_KEY, dg.AssetDep(TRAINED_POLICY_KEY, partition_mapping=dg.AllPartitionMapping()),
+              dg.AssetDep(BASE_MODEL_KEY, partition_mapping=dg.AllPartitionMapping())],
+        output_required=False, code_version=code_version,
+        # a missing training artifact or base model does not hold the other policies back (an arm records nothing
+        # until its `policy` partition is materialised: training is never automatic)
         automation_condition=when(dg.AutomationCondition.any_deps_updated(), "on_missing_or_upstream_update",
-                                  ignore_missing=dg.AssetSelection.assets(TRAINED_POLICY_KEY)),
-        description="The policy artifact to evaluate; data version = its artifact version. tiny-local waits for "
-                    "a `policy` (training) materialisation.",
+                                  ignore_missing=dg.AssetSelection.assets(TRAINED_POLICY_KEY, BASE_MODEL_KEY)),
+        description="The policy artifact to evaluate; data version = its artifact version. An arm waits for its "
+                    "`policy` (training) partition, a base model for its `base_model` partition.",
     )
     def evaluation_policies(context: dg.AssetExecutionContext, evaluation: EvaluationSettings) -> Iterator[dg.MaterializeResult]:
         name = context.partition_key
-        spec = _policy_spec(context, name, evaluation)
+        spec = resolve_policy(context.instance, name, evaluation)
         if spec is None:
-            context.log.info(f"{name}: no trained artifact yet (materialise `policy`); nothing to evaluate")
+            context.log.info(f"{name}: no trained artifact yet (materialise policy[{name}]); nothing to evaluate")
             return
         policy = _load_policy(name, spec, snapshot_path(context.instance))
         yield dg.MaterializeResult(
@@ -229,7 +262,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
         )
 
     @dg.asset(
-        key=EPISODES_KEY, group_name="evaluation", partitions_def=partitions, kinds={"duckdb"},
+        key=EPISODES_KEY, group_name="evaluation", partitions_def=partitions, kinds={"duckdb"}, op_tags=MODEL_LOADING_TAG,
         deps=[dg.AssetDep(TASK_SETS_KEY, partition_mapping=by_task_set),
               dg.AssetDep(POLICIES_KEY, partition_mapping=by_policy)],
         code_version=code_version, automation_condition=on_new_inputs(),
@@ -279,7 +312,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
             description=f"The oracle scores >= {ORACLE_MIN_PASS_RATE:.0%} pass@1 on every test set through this "
                         "evaluation code (other partitions: not applicable, passes).")],
         description="pass@1, unbiased pass@k, rubric means, failure modes with bootstrap 95% intervals, by "
-                    "analytic type and source, and deltas vs the baseline policy.",
+                    "analytic type and source, and deltas vs the arm's untrained counterpart.",
     )
     def evaluation_summaries(context: dg.AssetExecutionContext, evaluation: EvaluationSettings) -> dg.MaterializeResult:
         from rl_assets.evaluation.runner import headline, summarise_evaluation
@@ -289,10 +322,11 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
         episodes_meta = latest_metadata(context.instance, EPISODES_KEY, context.partition_key)
         if episodes_meta is None:
             raise dg.Failure(f"no episodes for {context.partition_key}: materialise evaluation/episodes first")
-        summary = summarise_evaluation(evaluation.store(), str(episodes_meta["evaluation_id"]), baseline=evaluation.baseline)
+        summary = summarise_evaluation(evaluation.store(), str(episodes_meta["evaluation_id"]),
+                                       baseline=baseline_for(name, evaluation))
         top = headline(summary) or {}
         value = top.get("value")
-        applies = name == "oracle" and parse_task_set(task_set).split == "test"
+        applies = name == ORACLE and parse_task_set(task_set).split == "test"
         passed = not applies or value is None or value >= ORACLE_MIN_PASS_RATE
         overall = {r["metric"]: r["value"] for r in summary if r["group_kind"] == "all"}
         return dg.MaterializeResult(
@@ -321,7 +355,8 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
 
         try:
             report = build_report(snapshot_path(context.instance), context.partition_key, evaluation.store(),
-                                  evaluation.reports_root, baseline=evaluation.baseline, task_sets=task_sets)
+                                  evaluation.reports_root, baseline=baseline_for(context.partition_key, evaluation),
+                                  task_sets=task_sets)
         except LookupError as e:
             raise dg.Failure(str(e)) from None
         return dg.MaterializeResult(metadata={
@@ -330,7 +365,7 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
             **{f"pass@1/{t}": v for t, v in report.pass_at_1.items() if v is not None},
         })
 
-    evaluation_job = dg.define_asset_job("evaluation", selection=[EPISODES_KEY, SUMMARIES_KEY])
+    evaluation_job = dg.define_asset_job("evaluation", selection=[EPISODES_KEY, SUMMARIES_KEY], tags=MODEL_LOADING_TAG)
     jobs = [
         evaluation_job,
         dg.define_asset_job("evaluation_task_sets", selection=[TASK_SETS_KEY]),
@@ -346,9 +381,10 @@ def build_evaluation_defs(policies: tuple[str, ...] = POLICIES, task_sets: tuple
         ready_sets = instance.get_materialized_partitions(TASK_SETS_KEY)
         ready_policies = instance.get_materialized_partitions(POLICIES_KEY)
         night = context.scheduled_execution_time.date().isoformat()
+        policies = instance.get_dynamic_partitions(EVALUATION_POLICIES.name)
         requests = [
             dg.RunRequest(run_key=f"nightly/{night}/{p}/{t}", partition_key=dg.MultiPartitionKey({"policy": p, "task_set": t}),
-                          tags={"finqa_rl/trigger": "nightly"})
+                          tags={"finqa_rl/trigger": "nightly", **MODEL_LOADING_TAG})
             for p in policies if p in ready_policies for t in task_sets if t in ready_sets
         ]
         return requests or dg.SkipReason("no evaluated policy or task set yet")
@@ -386,13 +422,31 @@ def _last_evaluation_passed(instance: dg.DagsterInstance, partition: dg.MultiPar
             and all(e.dagster_event.event_specific_data.passed for e in checks if e.dagster_event))
 
 
-def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = POLICIES,
+def evaluation_order(policies) -> list[str]:
+    """The oracle, then policies that are no arm (untrained counterparts, base models, specs), then arms: every
+    arm's summary finds its counterpart's evaluation for its deltas."""
+    from rl_assets.experiments import ExperimentError, resolve_arm
+
+    def rank(name: str) -> int:
+        if name == ORACLE:
+            return 0
+        try:
+            resolve_arm(name)
+            return 2
+        except ExperimentError:
+            return 1
+
+    return sorted(dict.fromkeys(policies), key=rank)
+
+
+def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies: tuple[str, ...] = (ORACLE,),
                     task_sets: tuple[str, ...] = TEST_TASK_SETS, log=print,
                     run_config: dict | None = None) -> list[PolicyOutcome]:
     """Materialise the evaluation partitions of `policies` × `task_sets` and each policy's report, one
     in-process run per partition (what the main command does after the main job). A partition whose task set,
     policy artifact and evaluation code are unchanged since its last materialisation is not evaluated again
-    (the store would only get a copy of the same evaluation under a new version). `run_config` is added to
+    (the store would only get a copy of the same evaluation under a new version), unless it was evaluated with other
+    settings (another task sample). `run_config` is added to
     every run's config (the main command's loggers)."""
     from orchestration.incremental import partition_is_current
 
@@ -410,18 +464,24 @@ def run_evaluations(defs: dg.Definitions, instance: dg.DagsterInstance, policies
         if not execute("evaluation_task_sets", task_set).success:
             return [PolicyOutcome(p, "failed", f"evaluation/task_sets[{task_set}] failed") for p in policies]
     outcomes = []
-    for name in sorted(policies, key=lambda p: p != DEFAULT_BASELINE):  # the baseline first: deltas in every summary
+    register_evaluation_policies(instance, policies)
+    settings = (defs.resources or {}).get("evaluation")
+    # the evaluation settings these runs use (an experiment's sample differs from the main command's)
+    config_hash = settings.config().config_hash if isinstance(settings, EvaluationSettings) else None
+    for name in evaluation_order(policies):  # counterparts first: deltas in every arm's summary
         result = execute("evaluation_policies", name)
         if not result.success:
             outcomes.append(PolicyOutcome(name, "failed", "evaluation/policies failed (see the run's logs)"))
             continue
         if not result.get_asset_materialization_events():
-            outcomes.append(PolicyOutcome(name, "skipped", "no artifact yet (tiny-local: materialise `policy`)"))
+            outcomes.append(PolicyOutcome(name, "skipped", f"no artifact yet (materialise policy[{name}])"))
             continue
         failed = []
         for task_set in task_sets:
             partition = dg.MultiPartitionKey({"policy": name, "task_set": task_set})
-            if partition_is_current(defs, instance, EPISODES_KEY, partition):
+            last = latest_metadata(instance, EPISODES_KEY, partition) or {}
+            same_sample = config_hash is None or last.get("config_hash") == config_hash
+            if same_sample and partition_is_current(defs, instance, EPISODES_KEY, partition):
                 passed = _last_evaluation_passed(instance, partition)
                 log(f"{name} on {task_set}: unchanged since its last evaluation (same task set, policy and code "
                     f"versions){'' if passed else ', which failed'}")

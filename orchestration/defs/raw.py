@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.defs.resources import WAREHOUSE_POOL, DataPaths, Warehouse
+from orchestration.defs.resources import WAREHOUSE_POOL, DataPaths, Warehouse, step_purpose
 from rl_assets import raw
 from rl_assets.versioning import code_version
 
@@ -82,7 +82,8 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
     )
     def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, data_paths: DataPaths) -> dg.MaterializeResult:
         raw_root = Path(data_paths.raw_root)
-        with warehouse.connect() as con:
+        # the warehouse lock (exclusive) serialises the raw loads of parallel steps and runs: DuckDB has one writer
+        with warehouse.connect(purpose=step_purpose(context), log=context.log.info) as con:
             result = raw.load_source(con, source, raw_root, progress=context.log.info)
             rejected = con.execute(
                 "SELECT source_file, record_key, reason, detail FROM raw.rejected_records "

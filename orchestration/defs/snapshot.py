@@ -10,7 +10,9 @@ Lineage is derived, not written by hand: the code version is the hash of the cod
 a snapshot (`snapshot_code_version`), and the manifest records the data versions of the marts this
 materialisation read (the same `dagster/input_data_version/*` Dagster records) and, following each
 mart's own provenance down to assets without inputs, the versions of everything they were built from (raw
-file observations, raw loads, dbt models, seeds).
+file observations, raw loads, dbt models, seeds). A parent read before it was ever observed (raw files
+loaded without an observation first: Dagster's input pointer is "NULL") is recorded with the version its
+child saw and listed as `unobserved_sources`.
 """
 
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Iterator
 
 import dagster as dg
 
-from orchestration.defs.resources import DataPaths, Warehouse
+from orchestration.defs.resources import DataPaths, Warehouse, step_purpose
 from rl_assets.oracle import MIN_PASS_RATE, SnapshotCheckFailed, check_and_publish, snapshot_code_version
 from rl_assets.snapshot import stage_snapshot
 
@@ -44,6 +46,15 @@ class Lineage:
     inputs: dict[str, str]  # the snapshot's inputs (the marts) -> data version
     sources: dict[str, str]  # assets without inputs at the end of the provenance (raw files, seeds)
     all: dict[str, str]  # every asset on the way, inputs and sources included
+    # parents read before they were ever materialised or observed (e.g. raw files a run loaded without an
+    # observation first): Dagster recorded no event for them, only the version the child saw ("INITIAL")
+    unobserved: tuple[str, ...] = ()
+
+
+def storage_id(pointer: str | None) -> int | None:
+    """The event a `dagster/input_event_pointer/*` tag points to; None for Dagster's "NULL" (the parent
+    had never been materialised or observed when it was read) or a missing tag."""
+    return int(pointer) if pointer and pointer.isdigit() else None
 
 
 def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) -> Lineage:
@@ -51,22 +62,30 @@ def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) ->
 
     Each input's materialisation is the one this step reads (as Dagster's own input_data_version tags);
     from there each event's provenance tags (input data versions and the exact upstream events) lead to
-    the assets without inputs, so every version belongs to what was actually exported.
+    the assets without inputs, so every version belongs to what was actually exported. A parent that had
+    no event when it was read (pointer "NULL") ends the walk there: it is recorded with the version its
+    child recorded for it and listed in `unobserved`, never replaced by a later event.
     """
     inputs: dict[str, str] = {}
     sources: dict[str, str] = {}
     reached: dict[str, str] = {}
+    unobserved: set[str] = set()
     seen: set[tuple[str, int | None]] = set()
-    todo: list[tuple[dg.AssetKey, int | None, bool]] = [(key, None, True) for key in input_keys]
+    # (asset, event storage id or None, is one of the snapshot's inputs, the version its child recorded)
+    todo: list[tuple[dg.AssetKey, int | None, bool, str]] = [(key, None, True, "") for key in input_keys]
     while todo:
-        key, storage_id, is_input = todo.pop()
+        key, event_id, is_input, recorded = todo.pop()
         name = key.to_user_string()
-        if (name, storage_id) in seen:
+        if (name, event_id) in seen:
             continue
-        seen.add((name, storage_id))
-        event = _event(instance, key, storage_id)
+        seen.add((name, event_id))
+        event = _event(instance, key, event_id) if is_input or event_id is not None else None
         if event is None:
-            raise dg.Failure(f"{name} has no materialisation: materialise it before the snapshot")
+            if is_input:
+                raise dg.Failure(f"{name} has no materialisation: materialise it before the snapshot")
+            reached[name] = sources[name] = recorded  # read before any event of it (or its event is gone)
+            unobserved.add(name)
+            continue
         tags = event.tags or {}
         reached[name] = tags.get(DATA_VERSION_TAG, "")
         if is_input:
@@ -75,9 +94,10 @@ def data_lineage(instance: dg.DagsterInstance, input_keys: list[dg.AssetKey]) ->
         if not parents:
             sources[name] = reached[name]
         for parent in parents:
-            pointer = tags.get(INPUT_POINTER_PREFIX + parent)
-            todo.append((dg.AssetKey.from_user_string(parent), int(pointer) if pointer else None, False))
-    return Lineage(dict(sorted(inputs.items())), dict(sorted(sources.items())), dict(sorted(reached.items())))
+            todo.append((dg.AssetKey.from_user_string(parent), storage_id(tags.get(INPUT_POINTER_PREFIX + parent)),
+                         False, tags[INPUT_VERSION_PREFIX + parent]))
+    return Lineage(dict(sorted(inputs.items())), dict(sorted(sources.items())), dict(sorted(reached.items())),
+                   tuple(sorted(unobserved)))
 
 
 SNAPSHOT_CODE_VERSION = snapshot_code_version()
@@ -102,13 +122,17 @@ SNAPSHOT_CODE_VERSION = snapshot_code_version()
 def environment_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, data_paths: DataPaths
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    lineage = data_lineage(context.instance, MART_KEYS)
-    staged = stage_snapshot(warehouse.path, data_paths.snapshots_root, lineage={
-        "upstream_data_versions": lineage.inputs,
-        "source_data_versions": lineage.sources,
-        "lineage_data_versions": lineage.all,
-        "code_version": SNAPSHOT_CODE_VERSION,
-    })
+    # the export reads the warehouse: hold its lock (shared) so no writer of another step or run changes the
+    # marts between the lineage look-up and the export (DuckDB: a writer elsewhere conflicts with a reader)
+    with warehouse.lock(exclusive=False, purpose=step_purpose(context), log=context.log.info):
+        lineage = data_lineage(context.instance, MART_KEYS)
+        staged = stage_snapshot(warehouse.path, data_paths.snapshots_root, lineage={
+            "upstream_data_versions": lineage.inputs,
+            "source_data_versions": lineage.sources,
+            "lineage_data_versions": lineage.all,
+            "unobserved_sources": list(lineage.unobserved),
+            "code_version": SNAPSHOT_CODE_VERSION,
+        })
     context.log.info(f"snapshot {staged.hash}: {'already published' if staged.published else f'staged at {staged.path}'}")
     try:
         snapshot, report, record = check_and_publish(staged, MIN_PASS_RATE, progress=context.log.info)
@@ -131,6 +155,7 @@ def environment_snapshot(
             "upstream_data_versions": dg.MetadataValue.json(lineage.inputs),
             "source_data_versions": dg.MetadataValue.json(lineage.sources),
             "lineage_data_versions": dg.MetadataValue.json(lineage.all),
+            "unobserved_sources": dg.MetadataValue.json(list(lineage.unobserved)),
             **{f"rows/{name}": t["rows"] for name, t in manifest["tables"].items()},
         },
         check_results=[

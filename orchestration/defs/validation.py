@@ -1,7 +1,8 @@
 """Great Expectations 1.x suites as blocking Dagster asset checks on `tasks` and `world_cells`.
 
 GX cannot validate a DuckDB SQL datasource (see docs/architecture.md), so each check reads the mart
-through a read-only DuckDB connection into pandas and validates it with GX's pandas datasource.
+through a read-only DuckDB connection (holding the warehouse lock shared: orchestration.defs.resources)
+into pandas and validates it with GX's pandas datasource.
 The suites are plain functions (`validate_tasks`, `validate_world_cells`) so they can be run and
 tested without Dagster; the checks only wire them to the assets.
 """
@@ -12,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
-from orchestration.defs.resources import Warehouse
+from orchestration.defs.resources import Warehouse, connect_warehouse
 from rl_assets.raw import MAX_QUESTION_CHARS, SOURCES
 
 # Minimum tasks per (split, question_type). Real questions are never in train, so these bounds are on
@@ -168,7 +168,7 @@ def validate_world_cells(world_cells: pd.DataFrame) -> SuiteOutcome:
 
 
 def read_table(warehouse_path: str, relation: str) -> pd.DataFrame:
-    with duckdb.connect(warehouse_path, read_only=True) as con:
+    with connect_warehouse(warehouse_path, read_only=True, purpose=f"reading {relation}") as con:
         return con.sql(f"select * from {relation}").df()
 
 
@@ -204,7 +204,7 @@ def gx_world_cells_suite(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 def tasks_per_source(warehouse_path: str) -> tuple[bool, dict[str, dict[str, int]]]:
     """Every source that loaded records yields at least one task: (passed, {source: {records, tasks}})."""
-    with duckdb.connect(warehouse_path, read_only=True) as con:
+    with connect_warehouse(warehouse_path, read_only=True, purpose="counting tasks per source") as con:
         records = dict(con.execute(
             "select 'sec10k', count(*) from raw.sec10k_tables union all select 'finqa', count(*) from raw.finqa_questions "
             "union all select 'tatqa', count(*) from raw.tatqa_questions").fetchall())
