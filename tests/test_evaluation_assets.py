@@ -91,6 +91,9 @@ def automated(snapshot_dir, tmp_path_factory):
     (root / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(root / "dagster_home"))  # persistent: schedules need one
     report_snapshot(instance, snapshot_dir)
+    from orchestration.defs.training import register_arm
+
+    register_arm(instance, ARM)  # as requesting the arm's training does (orchestration.arms)
     ev.register_evaluation_policies(instance, POLICIES)  # as a policy[tiny-test] materialisation would
     yield defs, instance, root, EvaluationStore(settings.store_path)
     instance.dispose()

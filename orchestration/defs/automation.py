@@ -45,12 +45,14 @@ def when(trigger: dg.AutomationCondition, label: str, ignore_missing: dg.AssetSe
     upstream change); a failed run is not retried until an input changes again."""
     A = dg.AutomationCondition
     missing_inputs = A.any_deps_missing() if ignore_missing is None else A.any_deps_missing().ignore(ignore_missing)
+    checks_passed = (A.all_deps_blocking_checks_passed() if ignore_missing is None
+                     else A.all_deps_blocking_checks_passed().ignore(ignore_missing))
     return (
         (A.newly_missing() | trigger).since((A.newly_requested() | A.newly_updated()).with_label("requested_or_updated"))
         & ~missing_inputs
         & ~A.any_deps_in_progress()
         & ~A.in_progress()
-        & A.all_deps_blocking_checks_passed()
+        & checks_passed
     ).with_label(label)
 
 
