@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("--stages", default=",".join(name for name, _ in STAGES))
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
                         help="also evaluate this model directory (e.g. a checkpoint) under LABEL")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"),
+                        help="play in this dtype (default: the one the run's model/prompt.json records)")
     parser.add_argument("--json-out")
     args = parser.parse_args()
 
@@ -88,7 +90,8 @@ def main() -> int:
         episodes = run_hf_episodes(str(directory), tasks, snapshot, greedy=True, batch_size=args.batch_size,
                                    max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, seed=args.seed,
                                    env_kwargs=prompt["env"], policy_name=f"{name}:{run}",
-                                   prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"]})
+                                   prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"],
+                                                  "dtype": args.dtype or prompt["dtype"]})
         wall = time.perf_counter() - started
         rates = behaviour_rates(episodes, by_id)
         tokens = sum(e.tokens_out for e in episodes)

@@ -22,11 +22,13 @@ USER_INSTRUCTION = "Answer with the tools."
 TRAINING_DESCRIPTION_CHARS = 0
 
 
-def play_prompt(system_prompt: str | None = None, description_chars: int = TRAINING_DESCRIPTION_CHARS) -> dict:
-    """How a model is played (a model directory's `prompt.json` minus its base): the system prompt and the
-    environment options. The defaults are a default training config's, which an untrained base model gets too."""
+def play_prompt(system_prompt: str | None = None, description_chars: int = TRAINING_DESCRIPTION_CHARS,
+                dtype: str = "float32") -> dict:
+    """How a model is played (a model directory's `prompt.json` minus its base): the system prompt, the
+    environment options and the dtype of its weights (a model is played in the dtype it was trained in). The
+    defaults are a default training config's, which an untrained base model gets too (with its registry dtype)."""
     return {"system_prompt": SYSTEM_PROMPT if system_prompt is None else system_prompt,
-            "env": {"description_chars": description_chars}}
+            "env": {"description_chars": description_chars}, "dtype": dtype}
 
 
 def dataset_prompt(system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from rl_assets.env import FinQAEnv
 from rl_assets.episodes import Episode
 from rl_assets.prompts import SYSTEM_PROMPT, initial_messages
+from rl_assets.training.attention import use_cpu_attention
 from rl_assets.training.chat_template import tool_suffix_ids
 from rl_assets.training.decoding import PrefixCache, generate
 
@@ -44,13 +45,15 @@ def read_prompt_config(path: str | Path) -> dict[str, Any]:
     file = model_dir(path) / PROMPT_FILE
     config = json.loads(file.read_text()) if file.exists() else {}
     return {"system_prompt": config.get("system_prompt", SYSTEM_PROMPT), "env": dict(config.get("env", {})),
-            "base_model": config.get("base_model")}
+            "base_model": config.get("base_model"), "dtype": config.get("dtype", "float32")}
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path, dtype: str | None = None):
     """(model, tokenizer) from a model directory: a full model, or a PEFT adapter merged into its base model (one
-    model to run, as fast as the base). An adapter's base is the path it was trained on, or, where that path is
-    not on this machine, the registered base model named in `prompt.json` (rl_assets.base_models)."""
+    model to run, as fast as the base), in `dtype` (default: the one its `prompt.json` records, float32 without).
+    An adapter's base is the path it was trained on, or, where that path is not on this machine, the registered
+    base model named in `prompt.json` (rl_assets.base_models)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -59,15 +62,17 @@ def load_model(path: str | Path):
     if not directory.exists():
         raise FileNotFoundError(f"no model at {directory}")
     tokenizer = AutoTokenizer.from_pretrained(directory)
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype or read_prompt_config(directory)["dtype"]]
     if (directory / "adapter_config.json").exists():
         from peft import PeftConfig, PeftModel
 
         base = adapter_base(directory, PeftConfig.from_pretrained(directory).base_model_name_or_path)
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), directory).merge_and_unload()
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, directory).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype)
     model.eval()
-    return model, tokenizer
+    return use_cpu_attention(model), tokenizer
 
 
 def adapter_base(directory: Path, recorded: str | None) -> str:
@@ -136,7 +141,7 @@ def run_hf_episodes(
     if isinstance(model, (str, Path)):
         prompt_config = {**read_prompt_config(model), **(prompt_config or {})}
         policy = policy_name or f"hf:{model}"
-        model, tokenizer = load_model(model)
+        model, tokenizer = load_model(model, prompt_config.get("dtype"))
     else:
         model, tokenizer = model
         prompt_config = {"system_prompt": SYSTEM_PROMPT, "env": {}, **(prompt_config or {})}

@@ -16,15 +16,47 @@ import pytest
 from rl_assets.training.decoding import PrefixCache, generate
 
 
-@pytest.fixture(scope="module")
-def small_model():
+@pytest.fixture(scope="module", params=["sdpa", "finqa_cpu"])
+def small_model(request):
+    """A small random Qwen3 with transformers' sdpa attention, and with the CPU decoding attention the project
+    plays models with (rl_assets.training.attention)."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from rl_assets.training.attention import use_cpu_attention
 
     torch.manual_seed(3)
     config = Qwen3Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096)
-    return Qwen3ForCausalLM(config).eval()
+    model = Qwen3ForCausalLM(config).eval()
+    return use_cpu_attention(model) if request.param == "finqa_cpu" else model
+
+
+@pytest.mark.parametrize("queries", [1, 3])
+def test_the_cpu_decoding_attention_is_sdpa_attention(queries):
+    """Grouped-query attention of a few query tokens over a padded batch, against transformers' sdpa."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from rl_assets.training.attention import cpu_attention
+
+    torch.manual_seed(0)
+    module = type("Attention", (), {"num_key_value_groups": 3, "is_causal": True})()
+    query = torch.randn(2, 6, queries, 16)
+    key, value = torch.randn(2, 2, 40, 16), torch.randn(2, 2, 40, 16)
+    mask = torch.ones(2, 1, queries, 40, dtype=torch.bool)
+    mask[0, :, :, :5] = False  # row 0 is left-padded
+    mask[1, :, :, 20:24] = False  # row 1 has a gap (a kept cache with padding in the middle)
+    for q in range(queries):  # causal among the query tokens
+        mask[:, :, q, 40 - queries + q + 1:] = False
+    ours, _ = cpu_attention(module, query, key, value, mask, scaling=0.25)
+    reference, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
+    assert ours.shape == reference.shape and torch.allclose(ours, reference, atol=1e-5)
+    # no mask: transformers passes none only where the queries are all there is (a prefill from scratch)
+    key, value = key[:, :, -queries:] if queries > 1 else key, value[:, :, -queries:] if queries > 1 else value
+    ours, _ = cpu_attention(module, query, key, value, None, scaling=0.25)
+    reference, _ = sdpa_attention_forward(module, query, key, value, None, scaling=0.25)
+    assert torch.allclose(ours, reference, atol=1e-5)
 
 
 def _play(model, prompts, turns, cache, seed):

@@ -35,6 +35,19 @@ def test_aliased_conversations_never_show_the_real_company(oracle_conversations)
         assert f"Company: {named.pop()}\\n" in text  # the alias the agent was told is the one it uses
 
 
+def test_table_aliases_come_in_several_shapes_and_are_distinct():
+    import random
+
+    from rl_assets.training.environment import random_table_aliases
+
+    shapes = set()
+    for seed in range(60):
+        names = random_table_aliases(random.Random(seed), 40)
+        assert len(set(names)) == 40
+        shapes.add("report" if "report_table" in names else names[0].split("_")[0] if names[0][-1].isdigit() else "words")
+    assert shapes == {"page", "table", "report", "words"}  # a model must copy names, not learn one shape
+
+
 def test_only_the_copied_alias_reaches_the_company(snapshot_dir, tasks):
     env = TrainingEnv(snapshot_dir, table_alias_prob=1.0, description_chars=0)
     task = next(t for t in tasks if t["split"] == "train" and t["question_type"] == "single_table")
@@ -42,7 +55,7 @@ def test_only_the_copied_alias_reaches_the_company(snapshot_dir, tasks):
     aliases = env.aliases
     assert f"Company: {aliases.company_alias}\n" in observation and task["world_id"] not in observation
     listing = json.loads(env.get_descriptions(aliases.company_alias))
-    assert sorted(listing) == sorted(aliases.tables.values()) and all(name.startswith("page_") for name in listing)
+    assert sorted(listing) == sorted(aliases.tables.values()) and not set(listing) & set(aliases.tables)
     assert env.get_descriptions(task["world_id"]).startswith("Error")  # the memorisable real name does not work
     gold = json.loads(task["gold_operands"])[0]
     table = aliases.tables[gold["table"]]

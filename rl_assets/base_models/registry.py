@@ -55,6 +55,7 @@ class BaseModelEntry:
     source: str
     tokens: dict[str, str] = field(default_factory=dict)  # eos (end of turn), pad
     chat_template: str = "compact"
+    dtype: str = "float32"  # the dtype it is played in untrained (as the configs that train it on a CPU use)
     package: PackageSource | None = None
     path: str | None = None  # gguf / hf_dir: the file or directory on this machine
     sha256: str | None = None  # gguf: of the file
@@ -69,7 +70,7 @@ class BaseModelEntry:
     def recipe(self) -> dict[str, Any]:
         """Everything that decides the built directory (not the description or licence text)."""
         data = asdict(self)
-        for key in ("description", "licence", "source"):
+        for key in ("description", "licence", "source", "dtype"):  # dtype: how it is played, not what is built
             data.pop(key)
         return {**data, "conversion_version": CONVERSION_VERSION}
 
@@ -84,7 +85,7 @@ def _entry(name: str, raw: Any, path: Path) -> BaseModelEntry:
 
     if not isinstance(raw, dict):
         raise fail("an entry is a mapping")
-    known = {"description", "licence", "source", "tokens", "chat_template", "package", "gguf", "hf_dir"}
+    known = {"description", "licence", "source", "tokens", "chat_template", "dtype", "package", "gguf", "hf_dir"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -101,8 +102,12 @@ def _entry(name: str, raw: Any, path: Path) -> BaseModelEntry:
     tokens = raw.get("tokens") or {}
     if not isinstance(tokens, dict) or set(tokens) - {"eos", "pad"}:
         raise fail("tokens is a mapping with keys eos and/or pad")
+    dtype = raw.get("dtype", "float32")
+    if dtype not in ("float32", "bfloat16"):
+        raise fail(f"dtype must be float32 or bfloat16, got {dtype!r}")
     common = dict(name=name, kind=kind, description=str(raw.get("description", "")), licence=raw["licence"],
-                  source=raw["source"], tokens={k: str(v) for k, v in tokens.items()}, chat_template=template)
+                  source=raw["source"], tokens={k: str(v) for k, v in tokens.items()}, chat_template=template,
+                  dtype=dtype)
     spec = raw[kind]
     if kind == "package":
         fields_ = ("name", "version", "wheel", "sha256", "gguf")

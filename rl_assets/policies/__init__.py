@@ -114,7 +114,7 @@ def load_policy(
             directory = ensure_base_model(base)
         except BaseModelError as e:
             raise PolicyError(str(e)) from None
-        return HFPolicy(directory, name=name, rollouts=hf_rollouts, prompt=default_training_prompt())
+        return HFPolicy(directory, name=name, rollouts=hf_rollouts, prompt=default_training_prompt(base))
     from rl_assets.experiments import ExperimentError, resolve_arm, untrained_arm
 
     tiny_arm = untrained_arm(spec)
@@ -137,8 +137,10 @@ def load_policy(
     return HFPolicy(artifact if artifact is not None else latest_run(spec), name=name, rollouts=hf_rollouts)
 
 
-def default_training_prompt() -> dict[str, Any]:
-    """The prompt a model trained with a default config is played with (an untrained base model gets it too)."""
+def default_training_prompt(base: str | None = None) -> dict[str, Any]:
+    """The prompt a model trained with a default config is played with; an untrained registered base model gets
+    it too, in the dtype its registry entry plays it in."""
+    from rl_assets.base_models import registry_entry
     from rl_assets.prompts import play_prompt
 
-    return play_prompt()
+    return play_prompt(dtype=registry_entry(base).dtype if base else "float32")

@@ -78,11 +78,16 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id:
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
+    from rl_assets.training.attention import growing_layer_class
+
     device = next(model.parameters()).device
     eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     n = len(prompts)
     kv = DynamicCache(config=model.config)
-    if cache is not None and any(type(layer) is not DynamicLayer for layer in kv.layers):
+    if all(type(layer) is DynamicLayer for layer in kv.layers):
+        growing = growing_layer_class()  # write each new position in place instead of copying the cache
+        kv.layers = [growing() for _ in kv.layers]
+    elif cache is not None:
         cache = None  # sliding-window (or other) layers drop keys: a kept cache would not be the whole prefix
     matches = [cache.match(list(p)) if cache is not None else None for p in prompts]
     # tokens of each row read from a kept cache (at least one prompt token is always encoded: it gives the logits)

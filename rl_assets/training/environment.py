@@ -4,7 +4,8 @@ A small model trained on a handful of companies learns to *name a training compa
 the company it is asked about (measured on held-out companies: 0% right). Entity anonymisation removes
 that shortcut: when a task row carries an `alias_seed`, the episode's company is renamed to a random
 identifier shaped like the world's ids (`vortakel`, `xqr_2011`, `tatqa_1f0c9e2a`) and, with probability
-`table_alias_prob`, its tables to `page_<n>` names. The agent sees only aliases — in the observation and
+`table_alias_prob`, its tables to made-up names of one shape per episode (`page_<n>`, `table_<n>`, a few words,
+`report_table`: `random_table_aliases`). The agent sees only aliases — in the observation and
 in every tool output — and its arguments are translated back before the real tool runs, so the only way
 to a working call is to copy the names it was given. The real company's own name, used in an aliased
 episode, is an unknown company (memorising it earns nothing). Telemetry and grading are the real
@@ -62,8 +63,7 @@ class EntityAliases:
             alias = random_company_alias(rng)
         tables: dict[str, str] = {}
         if table_names and rng.random() < table_alias_prob:
-            pages = rng.sample(range(1, 400), len(table_names))
-            tables = {name: f"page_{n}" for name, n in zip(sorted(table_names), pages)}
+            tables = dict(zip(sorted(table_names), random_table_aliases(rng, len(table_names))))
         return cls(company, alias, tables)
 
     def to_alias(self, text: str) -> str:
@@ -91,6 +91,37 @@ class EntityAliases:
         if isinstance(query, str):
             real["query"] = self._alias_pattern.sub(lambda m: self._to_real[m.group(0)], query)
         return real
+
+
+TABLE_ALIAS_STYLES = ("page", "table", "words", "report")
+
+
+def random_table_aliases(rng: random.Random, count: int) -> list[str]:
+    """`count` distinct made-up table names in one of the world's name shapes, or shapes like them: FinQA's
+    `page_<n>`, `table_<n>`, a word or two (`cash_flow_table`; never a column name), TAT-QA's `report_table` (with
+    `report_table_<k>` for the others). The only working behaviour is to copy a name from the listing, whatever its shape: a model trained
+    on `page_<n>` alone copies the company id into `table_name` when a listing shows `report_table` (measured on
+    held-out TAT-QA tasks)."""
+    style = rng.choice(TABLE_ALIAS_STYLES)
+    if style == "page":
+        return [f"page_{n}" for n in rng.sample(range(1, 400), count)]
+    if style == "table":
+        return [f"table_{n}" for n in rng.sample(range(1, 400), count)]
+    if style == "report":
+        names = ["report_table", *(f"report_table_{k}" for k in rng.sample(range(2, 400), count - 1))]
+        rng.shuffle(names)
+        return names
+    names: list[str] = []
+    while len(names) < count:
+        name = "_".join(rng.choice(TABLE_WORDS) for _ in range(rng.randint(1, 2))) + "_table"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+TABLE_WORDS = ("cash", "flow", "revenue", "segment", "debt", "lease", "tax", "income", "assets", "equity", "shares",
+               "costs", "pension", "notes", "summary", "schedule", "balance", "operating", "stock", "credit", "loans",
+               "bonds", "goodwill", "expenses", "reserves", "fair", "value", "maturity", "region", "quarterly")
 
 
 def random_company_alias(rng: random.Random) -> str:

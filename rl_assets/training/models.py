@@ -48,8 +48,10 @@ def load_causal_lm(config: TrainConfig, source: str):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from rl_assets.training.attention import use_cpu_attention
+
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.model.dtype]
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    return use_cpu_attention(AutoModelForCausalLM.from_pretrained(source, dtype=dtype))
 
 
 def pretrained_tokenizer(config: TrainConfig):

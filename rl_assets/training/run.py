@@ -103,7 +103,7 @@ def build_untrained(config: TrainConfig, snapshot: str | Path, out: str | Path) 
 def prompt_config(config: TrainConfig) -> dict[str, Any]:
     """How a model trained with `config` is played (rl_assets.rollouts): its system prompt and environment options
     (`prompt.json` of the trained model; an untrained base is played with a default config's)."""
-    return play_prompt(config.system_prompt, config.env.description_chars)
+    return play_prompt(config.system_prompt, config.env.description_chars, config.model.dtype)
 
 
 def model_shape(config: TrainConfig) -> dict[str, Any] | None:

@@ -1,0 +1,121 @@
+"""Attention and KV cache for decoding on a CPU: what makes a generated token cost what its matrix products cost.
+
+Measured on 2 cores, SmolLM2-135M in bfloat16, 14 rows decoding at a 2,000-token context: 424 ms per token, of which
+~12 ms per layer went to `scaled_dot_product_attention` with one query token (its CPU kernel is built for long
+queries) and most of the rest to `torch.cat` growing the KV cache by one position per layer per token. Two fixes:
+
+- `cpu_attention` (registered as the attention implementation `"finqa_cpu"`): for a handful of query tokens
+  (decoding) on a CPU it computes grouped-query attention with two matrix products and a float32 softmax, without
+  repeating the keys and values per head (1.6 ms instead of 12 ms for the shape above); for anything else (prefill,
+  training) it is transformers' `sdpa` unchanged, mask and all.
+- `GrowingKVLayer`: a cache layer whose keys and values live in buffers that double when full; a new position is
+  written in place and the layer returns views, instead of copying the whole cache every token.
+"""
+
+from __future__ import annotations
+
+ATTENTION = "finqa_cpu"
+SHORT_QUERY = 8  # query tokens up to which the grouped matrix-product path is used (decoding)
+
+
+def cpu_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                  is_causal: bool | None = None, **kwargs):
+    """`sdpa` attention, except for a few query tokens on a CPU (see the module docstring)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch, heads, q_len, dim = query.shape
+    if (q_len > SHORT_QUERY or query.device.type != "cpu" or dropout or kwargs.get("position_bias") is not None
+            or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    kv_heads = key.shape[1]
+    group = heads // kv_heads  # query head i reads key/value head i // group
+    scale = scaling if scaling is not None else dim ** -0.5
+    grouped = query.reshape(batch, kv_heads, group * q_len, dim)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale  # [batch, kv heads, group x q, keys]
+    if attention_mask is not None:
+        mask = attention_mask[..., -key.shape[-2]:]  # [batch, 1, q, keys]
+        if q_len > 1:
+            mask = mask.unsqueeze(2).expand(batch, mask.shape[1], group, q_len, mask.shape[-1]).reshape(
+                batch, mask.shape[1], group * q_len, mask.shape[-1])
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.float()
+    elif q_len > 1:  # causal among the query tokens themselves
+        keys = key.shape[-2]
+        causal = torch.ones(q_len, keys, dtype=torch.bool, device=query.device).tril(keys - q_len)
+        scores = scores.masked_fill(~causal.repeat(group, 1), float("-inf"))
+    probabilities = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probabilities, value)  # [batch, kv heads, group x q, dim]
+    out = out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous()
+    return out, None
+
+
+def register() -> str:
+    """Register `"finqa_cpu"` with transformers (attention and its mask, which is sdpa's); returns the name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    if ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTENTION, cpu_attention)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
+    return ATTENTION
+
+
+def use_cpu_attention(model):
+    """Switch a loaded model to `"finqa_cpu"` attention when it runs on a CPU (returns the model)."""
+    if next(model.parameters()).device.type == "cpu":
+        register()
+        model.set_attn_implementation(ATTENTION)
+    return model
+
+
+def growing_layer_class():
+    """The KV cache layer class (defined on first use, so importing this module does not import transformers)."""
+    global _GrowingKVLayer
+    if _GrowingKVLayer is not None:
+        return _GrowingKVLayer
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingKVLayer(DynamicLayer):
+        """A DynamicLayer whose keys and values are views of buffers that double when full."""
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            shape = key_states.shape[:2] + (max(256, 2 * key_states.shape[-2]),) + key_states.shape[3:]
+            self._keys = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
+            self._values = torch.empty(shape, dtype=value_states.dtype, device=value_states.device)
+            self._length = 0
+            self.keys, self.values = self._keys[:, :, :0], self._values[:, :, :0]
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            new = key_states.shape[-2]
+            if self._length + new > self._keys.shape[-2]:
+                capacity = 2 * (self._length + new)
+                for name in ("_keys", "_values"):
+                    old = getattr(self, name)
+                    grown = torch.empty(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype, device=old.device)
+                    grown[:, :, :self._length] = old[:, :, :self._length]
+                    setattr(self, name, grown)
+            self._keys[:, :, self._length:self._length + new] = key_states
+            self._values[:, :, self._length:self._length + new] = value_states
+            self._length += new
+            self.keys, self.values = self._keys[:, :, :self._length], self._values[:, :, :self._length]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self._length if self.is_initialized else 0
+
+        def batch_select_indices(self, indices) -> None:
+            if self.is_initialized:
+                self._keys, self._values = self._keys[indices, ...], self._values[indices, ...]
+                self.keys, self.values = self._keys[:, :, :self._length], self._values[:, :, :self._length]
+
+    _GrowingKVLayer = GrowingKVLayer
+    return GrowingKVLayer
+
+
+_GrowingKVLayer = None
