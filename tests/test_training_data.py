@@ -135,7 +135,8 @@ def test_sft_rows_render_exactly_like_the_conversation(oracle_conversations, tin
 def test_configs_load_with_overrides_and_reject_unknown_keys(tmp_path):
     from rl_assets.training.config import ConfigError, available_configs, load_config
 
-    assert {"tiny-test", "tiny-local", "tiny-cpu-long", "tiny-gpu", "qwen3-4b-lora"} <= set(available_configs())
+    assert {"smollm2-cpu", "smollm2-cpu-long", "smollm2-test", "tiny-test", "tiny-local", "tiny-cpu-long", "tiny-gpu",
+            "qwen3-4b-lora"} <= set(available_configs())
     for name in available_configs():
         assert load_config(name).name == name
     config = load_config("tiny-test", ["grpo.max_steps=7", "reward.correct=0.5", "data.sources=[sec10k]"])

@@ -74,3 +74,32 @@ def test_the_untrained_base_is_played_with_the_default_training_prompt(smollm2_r
                                       GenerationSettings(max_turns=1, max_new_tokens=8, batch_size=1))
     assert episodes[0].messages[0]["content"] == SYSTEM_PROMPT == trained_prompt["system_prompt"]
     assert untrained.base_model()["name"] == "smollm2-135m"
+
+
+def test_a_config_that_cannot_fit_in_memory_is_refused_before_anything_is_written(smollm2_run, snapshot_dir, tmp_path):
+    import os
+
+    output = tmp_path / "run"
+    env = {**os.environ, "FINQA_RL_MEMORY_LIMIT_GB": "3"}  # smollm2-test's estimate is ~4-5 GB: it cannot fit in 3
+    done = subprocess.run([sys.executable, "-m", "rl_assets.train", "--config", "smollm2-test", "--snapshot",
+                           str(snapshot_dir), "--output", str(output)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "does not fit in memory" in done.stderr and "$FINQA_RL_MEMORY_LIMIT_GB is 3.0 GB" in done.stderr
+    assert "Traceback" not in done.stderr and not output.exists()  # nothing claimed, nothing half-written
+
+
+def test_every_shipped_config_on_the_base_model_is_estimated_within_8_gb(smollm2_run):
+    """The shipped smollm2 configs stay well inside a 24 GB machine (the issue's bound: 8 GB peak RSS); the no-
+    checkpointing variant of the main command's config does not, and is the kind the check refuses."""
+    from rl_assets.training.config import available_configs, load_config
+    from rl_assets.training.memory import estimate_peak
+    from rl_assets.training.run import model_shape
+
+    shipped = [load_config(name) for name in available_configs()]
+    on_base = [c for c in shipped if c.model.base == "smollm2-135m"]
+    assert {c.name for c in on_base} >= {"smollm2-cpu", "smollm2-cpu-long", "smollm2-test"}
+    for config in on_base:
+        assert estimate_peak(config, model_shape(config)).total < 8e9, config.name
+    unbounded = load_config("smollm2-cpu", ["model.gradient_checkpointing=false", "grpo.micro_batch_size=4"])
+    assert estimate_peak(unbounded, model_shape(unbounded)).total > 24e9
