@@ -66,8 +66,8 @@ class Reporter:
         self.output = Path(output)
         self.pipes = pipes
         self.started = started if started is not None else time.time()
-        self.stream = stream or sys.stdout
-        self.output.mkdir(parents=True, exist_ok=True)
+        self.stream = stream or sys.stdout  # the output directory is made by the first record: a run refused before
+        # it starts (a config that cannot fit, a foreign output directory) leaves nothing behind
 
     @property
     def wall_s(self) -> float:
@@ -82,12 +82,14 @@ class Reporter:
         self.pipes.log.warning(message)
 
     def step(self, record: dict[str, Any]) -> None:
+        self.output.mkdir(parents=True, exist_ok=True)
         with open(self.output / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.info(format_step(record))
         self.pipes.report_custom_message({"kind": "training_step", **record})
 
     def samples(self, stage: str, step: int, episodes: list[dict[str, Any]]) -> None:
+        self.output.mkdir(parents=True, exist_ok=True)
         with open(self.output / SAMPLES_FILE, "a") as f:
             for episode in episodes:
                 f.write(json.dumps({"stage": stage, "step": step, **episode}, default=str) + "\n")
