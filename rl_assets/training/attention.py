@@ -8,8 +8,9 @@ queries) and most of the rest to `torch.cat` growing the KV cache by one positio
   (decoding) on a CPU it computes grouped-query attention with two matrix products and a float32 softmax, without
   repeating the keys and values per head (1.6 ms instead of 12 ms for the shape above); for anything else (prefill,
   training) it is transformers' `sdpa` unchanged, mask and all.
-- `GrowingKVLayer`: a cache layer whose keys and values live in buffers that double when full; a new position is
-  written in place and the layer returns views, instead of copying the whole cache every token.
+- `GrowingKVLayer`: a cache layer whose keys and values live in buffers that grow by a quarter (at least 256
+  positions) when full; a new position is written in place and the layer returns views, instead of copying the
+  whole cache every token. (Doubling would hold twice the prompt's cache for a turn of a few hundred tokens.)
 """
 
 from __future__ import annotations
@@ -78,11 +79,11 @@ def growing_layer_class():
     from transformers.cache_utils import DynamicLayer
 
     class GrowingKVLayer(DynamicLayer):
-        """A DynamicLayer whose keys and values are views of buffers that double when full."""
+        """A DynamicLayer whose keys and values are views of buffers that grow geometrically when full."""
 
         def lazy_initialization(self, key_states, value_states) -> None:
             self.dtype, self.device = key_states.dtype, key_states.device
-            shape = key_states.shape[:2] + (max(256, 2 * key_states.shape[-2]),) + key_states.shape[3:]
+            shape = key_states.shape[:2] + (_capacity(key_states.shape[-2]),) + key_states.shape[3:]
             self._keys = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
             self._values = torch.empty(shape, dtype=value_states.dtype, device=value_states.device)
             self._length = 0
@@ -94,7 +95,7 @@ def growing_layer_class():
                 self.lazy_initialization(key_states, value_states)
             new = key_states.shape[-2]
             if self._length + new > self._keys.shape[-2]:
-                capacity = 2 * (self._length + new)
+                capacity = _capacity(self._length + new)
                 for name in ("_keys", "_values"):
                     old = getattr(self, name)
                     grown = torch.empty(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype, device=old.device)
@@ -119,3 +120,10 @@ def growing_layer_class():
 
 
 _GrowingKVLayer = None
+GROWTH_MIN = 256  # positions a full buffer grows by at least (a turn's generation fits in one growth)
+
+
+def _capacity(needed: int) -> int:
+    """Buffer positions for `needed`: a quarter more (at least GROWTH_MIN), so growth stays amortised O(1) per
+    position while the spare room stays small next to the cache."""
+    return needed + max(GROWTH_MIN, needed // 4)

@@ -105,6 +105,9 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id:
         for layer in range(len(next(m for m in matches if m is not None).layers)):
             keys, values = _batch_layer(matches, reused, layer, past)
             kv.update(keys.to(device), values.to(device), layer)
+    if cache is not None:  # the kept caches now live in the batch cache: drop them (memory: one copy, not two)
+        cache.kept = []
+    matches = None
     completions: list[list[int]] = [[] for _ in prompts]
     encoded = [len(x) for x in new]
     kept: list[_Kept | None] = [None] * n
