@@ -20,7 +20,14 @@ POLICY_KEY = dg.AssetKey("policy")
 
 
 def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The first line of the first step failure of a run (what a person needs to see)."""
+    """The first line of what a person needs to see: the training process's own exception where it reported one
+    through Dagster Pipes (the step failure then only says the external process exited with code 1), else the
+    first step failure of the run."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None and (event.message or "").startswith("[pipes]") and error.message.strip():
+            return error.message.strip().splitlines()[0][:300]
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         error = record.dagster_event.event_specific_data.error
         while error is not None and error.cause is not None and "Error occurred while executing" in error.message:

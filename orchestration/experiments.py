@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,9 @@ def run_experiment(experiment, launcher: str = "local", instance=None, log: Call
         policies = [*dict.fromkeys(a.untrained for a in experiment.arms), *trained]
         result.evaluations = run_evaluations(defs, instance, tuple(policies), tuple(experiment.task_sets), log=log,
                                              run_config=run_config)
-        comparison_job = dg.define_asset_job(f"compare_{experiment.name}", selection=[comparison_key(experiment.name)])
+        # a Dagster job name is [A-Za-z0-9_]+; experiment names are file stems (single-vs-mixed)
+        job_name = "compare_" + re.sub(r"[^A-Za-z0-9_]", "_", experiment.name)
+        comparison_job = dg.define_asset_job(job_name, selection=[comparison_key(experiment.name)])
         job = dg.Definitions.merge(defs, dg.Definitions(jobs=[comparison_job])).resolve_job_def(comparison_job.name)
         run = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
         if not run.success:
@@ -113,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="the experiment files and their arms")
     run = sub.add_parser("run", help="train the arms in sequence, evaluate them, write the comparison")
-    run.add_argument("name", help="experiments/<name>.yaml, or a path to an experiment file")
+    run.add_argument("name", help="experiments/<name>.yaml: its name, or its path")
     run.add_argument("--launcher", default="local", choices=("local", "skypilot"),
                      help="where the arms train (skypilot: rented GPUs, docs/operations.md)")
     compare = sub.add_parser("compare", help="write the comparison from what is already trained and evaluated")
@@ -123,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    from rl_assets.experiments import ExperimentError, available_experiments, load_experiment
+    from rl_assets.experiments import ExperimentError, available_experiments, experiments_dir, load_experiment
 
     try:
         if args.action == "list":
@@ -136,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{name}: does not load: {e}")
             return 0
         experiment = load_experiment(args.name)
+        if args.action == "run" and experiment.path.resolve().parent != experiments_dir():
+            # the arms are resolved by name from the experiments folder and the comparison asset exists only for
+            # its files: a file elsewhere would train no arm of its own and fail at the comparison
+            raise ExperimentError(f"{experiment.path}: not in the experiments folder {experiments_dir()} "
+                                  "($FINQA_RL_EXPERIMENTS_DIR), where its arms and its comparison are defined: "
+                                  "put the file there")
     except ExperimentError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -145,8 +154,12 @@ def run(args: argparse.Namespace) -> int:
         from orchestration.defs.evaluation import default_evaluation_settings
         from orchestration.defs.experiments import compare_experiment
 
-        with dg.DagsterInstance.get() as instance:
-            written = compare_experiment(instance, experiment, default_evaluation_settings())
+        try:
+            with dg.DagsterInstance.get() as instance:
+                written = compare_experiment(instance, experiment, default_evaluation_settings())
+        except dg.Failure as e:  # e.g. nothing materialised yet: no environment snapshot
+            print(f"error: {e.description}", file=sys.stderr)
+            return 1
         print(f"comparison: {written['path']}")
         return 0
     result = run_experiment(experiment, launcher=args.launcher, log=lambda line: print(f"  {line}", flush=True))
