@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,7 @@ def run_experiment(experiment, launcher: str = "local", instance=None, log: Call
 
     from orchestration.arms import train_arm
     from orchestration.defs.evaluation import run_evaluations
-    from orchestration.defs.experiments import comparison_key
+    from orchestration.defs.experiments import comparison_key, dagster_name
     from rl_assets.experiments.comparison import ArmOutcome
 
     defs = defs or experiment_definitions(experiment)
@@ -94,8 +93,7 @@ def run_experiment(experiment, launcher: str = "local", instance=None, log: Call
         policies = [*dict.fromkeys(a.untrained for a in experiment.arms), *trained]
         result.evaluations = run_evaluations(defs, instance, tuple(policies), tuple(experiment.task_sets), log=log,
                                              run_config=run_config)
-        # a Dagster job name is [A-Za-z0-9_]+; experiment names are file stems (single-vs-mixed)
-        job_name = "compare_" + re.sub(r"[^A-Za-z0-9_]", "_", experiment.name)
+        job_name = "compare_" + dagster_name(experiment.name)
         comparison_job = dg.define_asset_job(job_name, selection=[comparison_key(experiment.name)])
         job = dg.Definitions.merge(defs, dg.Definitions(jobs=[comparison_job])).resolve_job_def(comparison_job.name)
         run = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)

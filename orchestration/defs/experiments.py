@@ -12,8 +12,7 @@ experiment's task sets (only partitions whose inputs changed), and materialises 
 as `finqa-rl experiment run <name>` (orchestration.experiments).
 """
 
-
-
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,11 @@ GROUP = "experiments"
 
 def comparison_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["experiments", name])
+
+
+def dagster_name(name: str) -> str:
+    """An experiment name (a file stem: `single-vs-mixed`) as a Dagster op or job name ([A-Za-z0-9_]+)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def experiment_settings(experiment, settings: EvaluationSettings) -> EvaluationSettings:
@@ -104,7 +108,7 @@ class ExperimentRunConfig(dg.Config):
 
 
 def experiment_job(name: str) -> dg.JobDefinition:
-    @dg.op(name=f"run_experiment_{name.replace('-', '_')}",
+    @dg.op(name=f"run_experiment_{dagster_name(name)}",
            description=f"Train the arms of experiments/{name}.yaml in sequence, evaluate them, compare.")
     def run_experiment_op(context: dg.OpExecutionContext, config: ExperimentRunConfig) -> None:
         from orchestration.experiments import run_experiment
@@ -116,7 +120,7 @@ def experiment_job(name: str) -> dg.JobDefinition:
         if result.failed_arms:
             context.log.warning(f"arms whose training failed (their cells say so): {', '.join(result.failed_arms)}")
 
-    @dg.job(name=f"experiment_{name.replace('-', '_')}", tags={"finqa_rl/experiment": name},
+    @dg.job(name=f"experiment_{dagster_name(name)}", tags={"finqa_rl/experiment": name},
             description=f"experiments/{name}.yaml: train its arms one after another, evaluate them, write the comparison.")
     def run_experiment_job():
         run_experiment_op()
