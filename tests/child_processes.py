@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -33,6 +34,16 @@ GRACE_S = 10.0  # after SIGTERM, before SIGKILL
 LIBRARY_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
+def default_signals() -> None:
+    """In the child, before exec: no blocked signals and SIGTERM / SIGINT at their default actions. A blocked signal
+    mask and ignored dispositions survive exec, and the test process may carry either (a library that blocks
+    SIGTERM in a thread while it spawns a helper, a handler set to SIG_IGN): its children would then not end on
+    SIGTERM, which is not what a child started from a shell or a service manager does."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 class Child:
     """A child process in its own process group; its stdout (if captured) is read line by line by a thread
     that keeps draining it, so the child never blocks on a full pipe."""
@@ -44,6 +55,7 @@ class Child:
         if capture_stdout:
             popen.setdefault("stdout", subprocess.PIPE)
             popen.setdefault("text", True)
+        popen.setdefault("preexec_fn", default_signals)
         self.process = subprocess.Popen(args, start_new_session=True, **popen)
         self._reader = None
         if capture_stdout and popen["stdout"] == subprocess.PIPE:
@@ -129,6 +141,7 @@ def run_process(args: list[str], timeout_s: float, input: str | None = None, gra
     """subprocess.run(args, capture_output=True, text=True, timeout=timeout_s) in a process group of its own:
     on timeout (or any error, KeyboardInterrupt included) the whole group is ended and the child reaped
     before subprocess.TimeoutExpired (or the error) propagates."""
+    popen.setdefault("preexec_fn", default_signals)
     process = subprocess.Popen(args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                **popen)

@@ -147,3 +147,16 @@ def test_the_suite_check_sees_a_child_left_running():
     finally:
         stop_process(leaked, grace_s=1)
     assert leaked.pid not in {p.pid for p in surviving_children()}
+
+
+def test_a_child_ends_on_sigterm_even_when_the_test_process_blocks_it():
+    """The test process may carry a blocked SIGTERM (a library that blocks it around spawning a helper): its children
+    must still start with SIGTERM deliverable, or every group ending would need SIGKILL."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    try:
+        with child_process([sys.executable, "-c", PARENT_OF_STUBBORN], grace_s=30) as child:
+            grandchild = int(child.wait_for_line("pids ", timeout_s=120).split()[1])
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    assert child.process.returncode == -signal.SIGTERM
+    assert wait_gone(grandchild), f"grandchild {grandchild} still running"
