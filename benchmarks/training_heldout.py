@@ -1,7 +1,7 @@
 """Held-out behaviour of a training run, side by side: untrained / SFT only / SFT + GRPO.
 
     .venv/bin/python benchmarks/training_heldout.py --run data/runs/<id> [--snapshot DIR] [--episodes 200]
-        [--batch-size 32] [--json-out FILE]
+        [--batch-size 16] [--json-out FILE]
 
 For each stage of the run that exists (`checkpoints/base` = the model before training, `checkpoints/sft/final`,
 `model/`), plays the same greedy episodes on test-split single-table tasks — companies no training episode
@@ -35,7 +35,7 @@ def main() -> int:
     parser.add_argument("--run", required=True, help="a training run's output directory")
     parser.add_argument("--snapshot", help="snapshot (default: the one in the run's lineage.json / run.json)")
     parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)  # the evaluation default: bounded memory (KV caches)
     parser.add_argument("--max-turns", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
