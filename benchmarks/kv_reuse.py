@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -77,7 +78,7 @@ def grpo(run: Path, snapshot: str, steps: int) -> dict:
         model, tokenizer = load_stage_model(config, run / "checkpoints" / "base", run / "checkpoints" / "sft" / "final")
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            run_grpo(config, model, tokenizer, tasks, Path(snapshot), Path(out) / "grpo", Reporter(out, None),
+            run_grpo(config, model, tokenizer, tasks, Path(snapshot), Path(out) / "grpo", Reporter(out, _NoPipes()),
                      system_prompt, use_cpu=True)
             wall = time.perf_counter() - started
             metrics = [m for m in read_metrics(out) if m["stage"] == "grpo"]
@@ -96,11 +97,20 @@ def grpo(run: Path, snapshot: str, steps: int) -> dict:
     return results
 
 
+class _NoPipes:
+    """What the training reporter sends to Dagster Pipes, dropped (a benchmark has no Dagster run)."""
+
+    log = logging.getLogger("kv_reuse")
+
+    def report_custom_message(self, payload) -> None:
+        pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a training run directory (model/, checkpoints/sft/final)")
     parser.add_argument("--snapshot", help="default: the run's snapshot (lineage.json)")
-    parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--episodes", type=int, default=16, help="0: skip the evaluation comparison")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-turns", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=192)
@@ -118,9 +128,10 @@ def main() -> int:
     lineage = json.loads((run / "lineage.json").read_text()) if (run / "lineage.json").exists() else {}
     snapshot = args.snapshot or lineage.get("snapshot_path")
     print(f"run {run}, snapshot {snapshot}, load average {os.getloadavg()}")
-    results = {"run": str(run), "snapshot": snapshot, "load_average_start": os.getloadavg(),
-               "evaluation": evaluation(run, snapshot, args.episodes, args.batch_size, args.max_turns,
-                                        args.max_new_tokens, args.seed)}
+    results = {"run": str(run), "snapshot": snapshot, "load_average_start": os.getloadavg()}
+    if args.episodes:
+        results["evaluation"] = evaluation(run, snapshot, args.episodes, args.batch_size, args.max_turns,
+                                           args.max_new_tokens, args.seed)
     if args.grpo_steps:
         results["grpo"] = grpo(run, snapshot, args.grpo_steps)
     results["load_average_end"] = os.getloadavg()
