@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 import duckdb
 
-from rl_assets.versioning import REPO_ROOT
+from rl_assets.versioning import REPO_ROOT, sha256_file
 
 FORMAT_VERSION = 2  # 2: published only after the oracle check, with the check result in the manifest
 # mart -> ORDER BY that fixes the row order (and so the Parquet bytes)
@@ -71,14 +71,6 @@ def snapshots_root() -> Path:
     return Path(value).expanduser().resolve() if value else REPO_ROOT / "data" / "snapshots"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stage_snapshot(
     warehouse_path: str | os.PathLike,
     snapshots_root: str | os.PathLike,
@@ -105,7 +97,7 @@ def stage_snapshot(
                     "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"
                 )
                 rows = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
-                files[table] = {"file": out.name, "rows": rows, "sha256": _sha256(out)}
+                files[table] = {"file": out.name, "rows": rows, "sha256": sha256_file(out)}
             task_counts = con.execute(
                 f"SELECT source, question_type, split, count(*) FROM {schema}.tasks GROUP BY ALL ORDER BY ALL"
             ).fetchall()

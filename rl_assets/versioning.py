@@ -112,15 +112,20 @@ def _is_module(name: str) -> bool:
         return False
 
 
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def directory_hash(directory: str | Path, exclude: frozenset[str] = frozenset()) -> str:
     """First 16 hex digits of the SHA-256 over a directory's files (names and contents, not sub-directories),
     except the names in `exclude`: the version of a model directory (weights, config, tokenizer, templates)."""
     directory = Path(directory)
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.iterdir() if p.is_file() and p.name not in exclude):
-        file_hash = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                file_hash.update(chunk)
-        digest.update(f"{path.name}:{file_hash.hexdigest()}\n".encode())
+        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
     return digest.hexdigest()[:16]

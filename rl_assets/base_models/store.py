@@ -25,9 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from rl_assets.base_models.convert import WEIGHTS_FILE, convert_gguf, copy_hf_dir, extract_member, sha256_file
+from rl_assets.base_models.convert import WEIGHTS_FILE, convert_gguf, copy_hf_dir, extract_member
 from rl_assets.base_models.registry import BaseModelEntry, BaseModelError, registry_entry
-from rl_assets.versioning import REPO_ROOT, directory_hash
+from rl_assets.versioning import REPO_ROOT, directory_hash, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 DOWNLOADS = ".downloads"
