@@ -118,3 +118,38 @@ def test_episodes_are_the_same_with_and_without_kept_caches(snapshot_dir, tasks,
         assert a.tokens_in == b.tokens_in and a.tokens_out == b.tokens_out
         assert b.tokens_encoded == b.tokens_in + b.tokens_out - b.turns  # every turn re-encodes its whole prompt
         assert a.tokens_encoded < b.tokens_encoded / 2
+
+
+@pytest.mark.parametrize("queries", [1, 3])
+def test_the_cpu_attention_reads_a_growing_cache_whole_without_changing_the_result(queries):
+    """A GrowingKVLayer's keys and values are views of longer buffers; the attention reads the whole zeroed buffer
+    (no copy) with the spare positions masked out, and gets what sdpa gets on the plain tensors."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from rl_assets.training.attention import cpu_attention, growing_layer_class, whole_buffers
+
+    torch.manual_seed(1)
+    module = type("Attention", (), {"num_key_value_groups": 3, "is_causal": True})()
+    layer = growing_layer_class()()
+    for length in (30, 1, 9):  # grows in place, then past a first buffer's capacity is not needed here
+        keys, values = layer.update(torch.randn(2, 2, length, 16), torch.randn(2, 2, length, 16))
+    assert keys.shape[-2] == 40 and not keys.is_contiguous()
+    whole_keys, whole_values = whole_buffers(keys, values)
+    assert whole_keys.shape[-2] > 40 and whole_keys.is_contiguous() and whole_values.is_contiguous()
+    assert torch.equal(whole_keys[:, :, :40], keys) and not whole_values[:, :, 40:].any()  # spare room is zeros
+    query = torch.randn(2, 6, queries, 16)
+    mask = torch.ones(2, 1, queries, 40, dtype=torch.bool)
+    mask[0, :, :, :5] = False
+    for q in range(queries):
+        mask[:, :, q, 40 - queries + q + 1:] = False
+    ours, _ = cpu_attention(module, query, keys, values, mask, scaling=0.25)
+    reference, _ = sdpa_attention_forward(module, query, keys.contiguous(), values.contiguous(), mask, scaling=0.25)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    if queries == 1:  # no mask: the spare positions are still left out
+        ours, _ = cpu_attention(module, query, keys, values, None, scaling=0.25)
+        reference, _ = sdpa_attention_forward(module, query, keys.contiguous(), values.contiguous(), None, scaling=0.25)
+        assert torch.allclose(ours, reference, atol=1e-5)
+    # a strided view of memory this module did not zero is used as it is
+    foreign = torch.full((2, 2, 64, 16), float("nan"))[:, :, :40]
+    assert whole_buffers(foreign, foreign)[0] is foreign
