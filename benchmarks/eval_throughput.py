@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rl_assets.policies.base import GenerationSettings  # noqa: E402  (the evaluation's defaults)
+
 
 def load_function(spec: str):
     path, name = spec.rsplit(":", 1)
@@ -46,9 +48,9 @@ def main() -> int:
     parser.add_argument("--tasks", default="single_table-synth-test")
     parser.add_argument("--policies", default="oracle,tiny-untrained,openai:solver")
     parser.add_argument("--episodes", type=int, default=64, help="tasks sampled from the task set (seeded)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-turns", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=GenerationSettings.batch_size)
+    parser.add_argument("--max-turns", type=int, default=GenerationSettings.max_turns)
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--hf-rollouts", default=None, help="file.py:function with the run_hf_episodes signature")
     parser.add_argument("--runs-dir", default=None, help="FINQA_RL_RUNS_DIR for tiny-local / tiny-untrained")
     parser.add_argument("--json-out", default=None)

@@ -29,6 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from rl_assets.policies.base import GenerationSettings  # noqa: E402  (the evaluation's defaults)
+
 
 def evaluation(run: Path, snapshot: str, episodes: int, batch_size: int, max_turns: int, max_new_tokens: int,
                seed: int) -> dict:
@@ -111,9 +113,9 @@ def main() -> int:
     parser.add_argument("--run", required=True, help="a training run directory (model/, checkpoints/sft/final)")
     parser.add_argument("--snapshot", help="default: the run's snapshot (lineage.json)")
     parser.add_argument("--episodes", type=int, default=16, help="0: skip the evaluation comparison")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-turns", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=GenerationSettings.batch_size)
+    parser.add_argument("--max-turns", type=int, default=GenerationSettings.max_turns)
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--grpo-steps", type=int, default=1, help="0: skip the GRPO comparison")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out")

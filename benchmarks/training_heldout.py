@@ -1,7 +1,7 @@
 """Held-out behaviour of a training run, side by side: untrained / SFT only / SFT + GRPO.
 
     .venv/bin/python benchmarks/training_heldout.py --run data/runs/<id> [--snapshot DIR] [--episodes 200]
-        [--batch-size 16] [--json-out FILE]
+        [--batch-size 16] [--max-turns 8] [--max-new-tokens 192] [--json-out FILE]
 
 For each stage of the run that exists (`checkpoints/base` = the model before training, `checkpoints/sft/final`,
 `model/`), plays the same greedy episodes on test-split single-table tasks — companies no training episode
@@ -25,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see rl_assets/train.py
 
+from rl_assets.policies.base import GenerationSettings  # noqa: E402  (after the sys.path line)
+
 STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
 # a run on a registered base model (LoRA) keeps only the tokenizer in checkpoints/base: its untrained stage is the
 # base model directory itself, played with the run's prompt (rl_assets.base_models)
@@ -35,9 +37,11 @@ def main() -> int:
     parser.add_argument("--run", required=True, help="a training run's output directory")
     parser.add_argument("--snapshot", help="snapshot (default: the one in the run's lineage.json / run.json)")
     parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=16)  # the evaluation default: bounded memory (KV caches)
-    parser.add_argument("--max-turns", type=int, default=10)
-    parser.add_argument("--max-new-tokens", type=int, default=160)
+    # the evaluation's defaults (rl_assets.policies.base.GenerationSettings), so a held-out rate and an evaluation's
+    # rate of the same policy are played under the same limits
+    parser.add_argument("--batch-size", type=int, default=GenerationSettings.batch_size)
+    parser.add_argument("--max-turns", type=int, default=GenerationSettings.max_turns)
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", default=",".join(name for name, _ in STAGES))
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=DIR",
@@ -75,6 +79,8 @@ def main() -> int:
           f"single-table tasks {sources}, greedy, batch {args.batch_size}; load average {os.getloadavg()}")
 
     results = {}
+    settings = {"greedy": True, "batch_size": args.batch_size, "max_turns": args.max_turns,
+                "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype or prompt["dtype"]}
     wanted = set(args.stages.split(","))
     models = [(name, run / rel) for name, rel in STAGES if name in wanted]
     base_name = prompt.get("base_model") or lineage.get("base_model")
@@ -103,7 +109,10 @@ def main() -> int:
             by_source[source] = behaviour_rates(subset, by_id)
         rates["by_source"] = by_source
         results[name] = rates
-        print(f"  {name}: {len(episodes)} episodes in {wall:.0f}s ({rates['generated_tokens_per_s']:.0f} generated tokens/s)")
+        print(f"  {name}: {len(episodes)} episodes in {wall:.0f}s ({rates['generated_tokens_per_s']:.0f} generated tokens/s)",
+              flush=True)
+        if args.json_out:  # after every stage: a long benchmark stopped part-way keeps the stages it finished
+            write_json(args.json_out, run, snapshot, tasks, settings, results)
 
     header = f"{'rate':<24}" + "".join(f"{name:>12}" for name in results)
     print("\n" + header + "\n" + "-" * len(header))
@@ -123,10 +132,12 @@ def main() -> int:
             f"{name}: company {r['by_source'][source].get('company_used', 0):.2f}, inspected "
             f"{r['by_source'][source].get('table_inspected_first', 0):.2f}, submitted {r['by_source'][source].get('submitted', 0):.2f}, "
             f"pass@1 {r['by_source'][source].get('pass_at_1', 0):.2f}" for name, r in results.items()))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"run": str(run), "snapshot": str(snapshot), "episodes": len(tasks),
-                                                   "results": results}, indent=2, default=str) + "\n")
     return 0
+
+
+def write_json(path: str, run: Path, snapshot, tasks: list, settings: dict, results: dict) -> None:
+    Path(path).write_text(json.dumps({"run": str(run), "snapshot": str(snapshot), "episodes": len(tasks),
+                                      "settings": settings, "results": results}, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,25 @@ def test_the_trained_model_plays_held_out_episodes(uninterrupted_run, snapshot_d
     rates = behaviour_rates(episodes, {t["task_id"]: t for t in tasks})
     assert set(RATES) <= set(rates) and rates["episodes"] == 4
     assert all(t["split"] == "test" and t["question_type"] == "single_table" for t in tasks)
+
+
+def test_sft_in_passes_of_one_trains_as_the_batch_of_two_it_replaces(snapshot_dir, tmp_path):
+    """The smollm2 CPU configs train SFT as batch 1 x gradient accumulation 2 (a batch of one needs no padding mask,
+    so attention takes its causal path): the same conversations per step, the same loss and gradients as batch 2."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, overrides in {"batch": ("sft.batch_size=2",),
+                            "passes": ("sft.batch_size=1", "sft.gradient_accumulation_steps=2")}.items():
+        output = tmp_path / name
+        done = subprocess.run(command(snapshot_dir, output, "sft.max_steps=4", "grpo.enabled=false", *overrides),
+                              cwd=REPO_ROOT, env=environment(), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = output
+    batch, passes = (read_jsonl(runs[n] / "metrics.jsonl") for n in ("batch", "passes"))
+    assert [m["step"] for m in batch] == [m["step"] for m in passes] == [2, 4]
+    for a, b in zip(batch, passes):
+        assert a["num_tokens"] == b["num_tokens"]  # the same conversations, no padding counted
+        assert abs(a["loss"] - b["loss"]) < 1e-3 * abs(a["loss"]) and abs(a["grad_norm"] - b["grad_norm"]) < 1e-2 * a["grad_norm"]
+    expected, actual = (load_file(runs[n] / "model" / "model.safetensors") for n in ("batch", "passes"))
+    assert max((expected[k] - actual[k]).abs().max().item() for k in expected) < 1e-3
