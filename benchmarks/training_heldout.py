@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see rl_assets/train.py
+# no OMP_WAIT_POLICY=PASSIVE here (rl_assets/train.py sets it for a shared CPU): alone on 2 cores a decoding step of
+# 16 rows x 2,900 positions took 300-360 ms with OpenMP's default spinning and 370-810 ms passive. Run it alone.
 
 from rl_assets.policies.base import GenerationSettings  # noqa: E402  (after the sys.path line)
+from rl_assets.training.heldout import behaviour_rates  # noqa: E402
 
 STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
 # a run on a registered base model (LoRA) keeps only the tokenizer in checkpoints/base: its untrained stage is the
@@ -56,8 +58,8 @@ def main() -> int:
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    from rl_assets.rollouts import read_prompt_config, run_hf_episodes
-    from rl_assets.training.heldout import RATES, behaviour_rates, heldout_tasks
+    from rl_assets.rollouts import load_model, read_prompt_config, run_hf_episodes
+    from rl_assets.training.heldout import RATES, heldout_tasks
 
     run = Path(args.run)
     lineage = json.loads((run / "lineage.json").read_text()) if (run / "lineage.json").exists() else {}
@@ -93,26 +95,21 @@ def main() -> int:
         if not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
             continue
         started = time.perf_counter()
-        episodes = run_hf_episodes(str(directory), tasks, snapshot, greedy=True, batch_size=args.batch_size,
-                                   max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                   env_kwargs=prompt["env"], policy_name=f"{name}:{run}",
-                                   prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"],
-                                                  "dtype": args.dtype or prompt["dtype"]})
-        wall = time.perf_counter() - started
-        rates = behaviour_rates(episodes, by_id)
-        tokens = sum(e.tokens_out for e in episodes)
-        rates.update({"wall_s": round(wall, 1), "generated_tokens_per_s": round(tokens / wall, 1),
-                      "load_average": os.getloadavg()})
-        by_source = {}
-        for source in sorted(sources):
-            subset = [e for e in episodes if by_id[e.task_id]["source"] == source]
-            by_source[source] = behaviour_rates(subset, by_id)
-        rates["by_source"] = by_source
-        results[name] = rates
-        print(f"  {name}: {len(episodes)} episodes in {wall:.0f}s ({rates['generated_tokens_per_s']:.0f} generated tokens/s)",
-              flush=True)
-        if args.json_out:  # after every stage: a long benchmark stopped part-way keeps the stages it finished
-            write_json(args.json_out, run, snapshot, tasks, settings, results)
+        model = load_model(directory, args.dtype or prompt["dtype"])
+        episodes = []
+        for start in range(0, len(tasks), args.batch_size):  # one batch at a time: the JSON follows each batch
+            episodes += run_hf_episodes(model, tasks[start:start + args.batch_size], snapshot, greedy=True,
+                                        batch_size=args.batch_size, max_turns=args.max_turns,
+                                        max_new_tokens=args.max_new_tokens, seed=args.seed, env_kwargs=prompt["env"],
+                                        policy_name=f"{name}:{run}",
+                                        prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"]})
+            results[name] = stage_rates(episodes, by_id, sources, time.perf_counter() - started)
+            print(f"  {name}: {len(episodes)}/{len(tasks)} episodes in {results[name]['wall_s']:.0f}s", flush=True)
+            if args.json_out:  # after every batch: a long benchmark stopped part-way keeps the episodes it finished
+                write_json(args.json_out, run, snapshot, tasks, settings, results)
+        del model
+        print(f"  {name}: {len(episodes)} episodes in {results[name]['wall_s']:.0f}s "
+              f"({results[name]['generated_tokens_per_s']:.0f} generated tokens/s)", flush=True)
 
     header = f"{'rate':<24}" + "".join(f"{name:>12}" for name in results)
     print("\n" + header + "\n" + "-" * len(header))
@@ -133,6 +130,17 @@ def main() -> int:
             f"{r['by_source'][source].get('table_inspected_first', 0):.2f}, submitted {r['by_source'][source].get('submitted', 0):.2f}, "
             f"pass@1 {r['by_source'][source].get('pass_at_1', 0):.2f}" for name, r in results.items()))
     return 0
+
+
+def stage_rates(episodes: list, by_id: dict, sources: dict, wall: float) -> dict:
+    """A stage's behaviour rates (with intervals), overall and per source, and its generation speed."""
+    rates = behaviour_rates(episodes, by_id)
+    tokens = sum(e.tokens_out for e in episodes)
+    rates.update({"wall_s": round(wall, 1), "generated_tokens_per_s": round(tokens / wall, 1),
+                  "load_average": os.getloadavg()})
+    rates["by_source"] = {source: behaviour_rates([e for e in episodes if by_id[e.task_id]["source"] == source], by_id)
+                          for source in sorted(sources)}
+    return rates
 
 
 def write_json(path: str, run: Path, snapshot, tasks: list, settings: dict, results: dict) -> None:

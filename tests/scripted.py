@@ -46,10 +46,12 @@ class OracleScript:
 
 class ScriptedModel:
     """Stands in for a causal LM in rl_assets.training.decoding: the logits put all mass on the oracle's next
-    turn, token by token, for each row of the batch (rows leave the batch once they emitted <|im_end|>, as
-    the decoding loop drops them). It keeps its "keys" in the KV cache it is given, as a real model does: the
-    token ids themselves, so a call that encodes only a turn's new tokens (the cache kept from earlier turns)
-    still sees the whole conversation."""
+    turn, token by token, for each row of the batch. It keeps its "keys" in the KV cache it is given, as a real
+    model does: the token ids themselves, and it reads every row's conversation back from that cache (under the
+    attention mask) at every call: a prefill (several new tokens; of all rows, or of a group of them) scripts the
+    turn for the prompt it sees; a decoding step finds the scripted prompt its sequence continues and gives the
+    next token of that turn. So a call that encodes only a turn's new tokens on a kept cache, or a decoding batch
+    assembled from several prefills, works only if the cache really holds the whole conversation."""
 
     def __init__(self, script: OracleScript, tokenizer, max_position_embeddings: int = 1 << 20):
         import torch
@@ -60,8 +62,7 @@ class ScriptedModel:
         self.config = Qwen3Config(vocab_size=len(tokenizer), max_position_embeddings=max_position_embeddings,
                                   num_hidden_layers=1, num_key_value_heads=1)
         self._parameter = torch.nn.Parameter(torch.zeros(1))
-        self._turns: list[list[int]] = []  # scripted turn of each row still in the batch
-        self._emitted = 0
+        self._turns: dict[tuple[int, ...], list[int]] = {}  # scripted turn of each prompt prefilled
 
     def parameters(self):
         yield self._parameter
@@ -75,16 +76,18 @@ class ScriptedModel:
         tokens = input_ids.to(torch.float64)[:, None, :, None]  # [batch, heads=1, new, dim=1]
         if past_key_values is not None:  # what the cache holds now: earlier tokens (kept or not) and these
             tokens, _ = past_key_values.update(tokens, tokens, 0)
-        if input_ids.shape[1] > 1:  # prefill: a new batch of prompts (or their new tokens on a kept cache)
-            seen = tokens[:, 0, :, 0].long().tolist()
-            self._turns = [self.turn_tokens([t for t, m in zip(ids, mask) if m])
-                           for ids, mask in zip(seen, attention_mask.tolist())]
-            self._emitted = 0
-        else:  # the loop dropped the rows that emitted their last token
-            self._emitted += 1
-            self._turns = [turn for turn in self._turns if len(turn) > self._emitted]
+        seen = [[t for t, m in zip(ids, mask) if m]
+                for ids, mask in zip(tokens[:, 0, :, 0].long().tolist(), attention_mask.tolist())]
         vocabulary = len(self.tokenizer)
-        logits = torch.full((len(self._turns), input_ids.shape[1], vocabulary), -1e9)
-        for row, turn in enumerate(self._turns):
-            logits[row, -1, turn[min(self._emitted, len(turn) - 1)]] = 0.0
+        logits = torch.full((len(seen), input_ids.shape[1], vocabulary), -1e9)
+        for row, sequence in enumerate(seen):
+            if input_ids.shape[1] > 1:  # prefill: the sequence is a prompt
+                turn = self._turns[tuple(sequence)] = self.turn_tokens(sequence)
+                emitted = 0
+            else:  # decoding: the prompt this sequence continues, and how many of its turn's tokens it holds
+                emitted = next((e for e in range(1, len(sequence)) if tuple(sequence[:-e]) in self._turns), None)
+                if emitted is None:
+                    raise AssertionError(f"row {row}: the cache holds no scripted prompt ({sequence[-20:]})")
+                turn = self._turns[tuple(sequence[:-emitted])]
+            logits[row, -1, turn[min(emitted, len(turn) - 1)]] = 0.0
         return type("Output", (), {"logits": logits})()

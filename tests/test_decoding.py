@@ -153,3 +153,36 @@ def test_the_cpu_attention_reads_a_growing_cache_whole_without_changing_the_resu
     # a strided view of memory this module did not zero is used as it is
     foreign = torch.full((2, 2, 64, 16), float("nan"))[:, :, :40]
     assert whole_buffers(foreign, foreign)[0] is foreign
+
+
+def test_prefill_groups_bound_the_padding_and_cover_every_row_once():
+    from rl_assets.training.decoding import prefill_groups
+
+    rng = random.Random(5)
+    for _ in range(50):
+        lengths = [rng.choice([rng.randrange(1, 60), rng.randrange(200, 1500)]) for _ in range(rng.randrange(1, 20))]
+        groups = prefill_groups(lengths, slack=1.25)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        for g in groups:
+            padded = len(g) * max(lengths[i] for i in g)
+            assert len(g) == 1 or padded <= 1.25 * sum(lengths[i] for i in g) or max(lengths[i] for i in g) <= 64
+    assert prefill_groups([1200, 30, 1180, 25, 40]) == [[0, 2], [4, 1, 3]]
+    assert prefill_groups([1200, 300, 1180, 250, 400]) == [[0, 2], [4, 1], [3]]
+    assert len(prefill_groups([7] * 16)) == 1
+
+
+def test_grouped_prefill_gives_the_tokens_of_one_padded_batch(small_model, monkeypatch):
+    """Rows whose new tokens differ a lot are encoded in groups and decoded in one batch assembled from them: the
+    same greedy tokens as one left-padded prefill of every row, turn after turn with kept caches."""
+    import rl_assets.training.decoding as decoding
+
+    rng = random.Random(2)
+    prompts = [[rng.randrange(10, 300) for _ in range(rng.choice([rng.randrange(3, 12), rng.randrange(150, 260)]))]
+               for _ in range(7)]
+    assert len(decoding.prefill_groups([len(p) for p in prompts])) > 1
+    grouped, encoded_grouped = _play(small_model, prompts, 4, PrefixCache(), seed=4)
+    monkeypatch.setattr(decoding, "PREFILL_SLACK", float("inf"))  # every row in one padded prefill
+    assert len(decoding.prefill_groups([len(p) for p in prompts])) == 1
+    single, encoded_single = _play(small_model, prompts, 4, PrefixCache(), seed=4)
+    assert grouped == single and encoded_grouped == encoded_single
+    assert sum(len(c) for turn in grouped for c in turn) > 30

@@ -60,7 +60,10 @@ def cpu_attention(module, query, key, value, attention_mask, dropout: float = 0.
             allowed[:, :keys] = allowed[:, :keys].tril(keys - q_len)
         if not allowed.all():
             scores = scores.masked_fill(~allowed.repeat(group, 1), float("-inf"))
-    probabilities = torch.softmax(scores, dim=-1).to(value.dtype)
+    probabilities = torch.softmax(scores, dim=-1)
+    if q_len > 1:  # a left-padded query position with nothing before it sees no key: its output is 0, not NaN (a NaN
+        probabilities = torch.nan_to_num(probabilities, nan=0.0)  # would reach the cache, and 0 x NaN is NaN)
+    probabilities = probabilities.to(value.dtype)
     out = torch.matmul(probabilities, value)  # [batch, kv heads, group x q, dim]
     out = out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous()
     return out, None

@@ -15,6 +15,12 @@ left-padded batch cache and its new tokens right-aligned after it; the attention
 row's positions continue from its own length (keys are stored with their rotary positions applied, so moving a
 row's cache in the batch changes nothing it attends to). Greedy outputs are the same as re-encoding everything
 (tests/test_decoding.py compares them token for token); only the work differs.
+
+Rows' new tokens differ a lot in a turn (a table listing of 1,200 tokens beside a query result of 30): one left-padded
+prefill would encode every row at the longest row's width (measured in a held-out batch of 16: 17,700 positions
+for 4,700 real tokens). So the prefill runs in groups of similar widths (`prefill_groups`: longest first, padding at
+most `PREFILL_SLACK` x the group's real tokens), each row's keys and values are taken out of its group, and the
+decoding batch is assembled from them, right-aligned, as from kept caches.
 """
 
 from __future__ import annotations
@@ -75,6 +81,13 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id:
     torch's global generator (seed it for reproducibility). With a `cache`, a prompt that continues a kept
     sequence encodes only its new tokens, and every row's cache is kept for the next call."""
     import torch
+
+    with torch.inference_mode():
+        return _generate(model, prompts, max_new_tokens, eos_token_id, pad_token_id, temperature, cache)
+
+
+def _generate(model, prompts, max_new_tokens, eos_token_id, pad_token_id, temperature, cache) -> Generated:
+    import torch
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
@@ -83,36 +96,44 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id:
     device = next(model.parameters()).device
     eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
     n = len(prompts)
-    kv = DynamicCache(config=model.config)
-    if all(type(layer) is DynamicLayer for layer in kv.layers):
+    growing = None
+    if all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers):
         growing = growing_layer_class()  # write each new position in place instead of copying the cache
-        kv.layers = [growing() for _ in kv.layers]
     elif cache is not None:
         cache = None  # sliding-window (or other) layers drop keys: a kept cache would not be the whole prefix
     matches = [cache.match(list(p)) if cache is not None else None for p in prompts]
     # tokens of each row read from a kept cache (at least one prompt token is always encoded: it gives the logits)
     reused = [min(len(m.tokens), len(p) - 1) if m is not None else 0 for m, p in zip(matches, prompts)]
     new = [list(p[r:]) for p, r in zip(prompts, reused)]
-    past, width = max(reused), max(len(x) for x in new)
-    input_ids = torch.tensor([[pad_token_id] * (width - len(x)) + x for x in new], device=device)
-    mask = torch.zeros((n, past + width), dtype=torch.long, device=device)
-    positions = torch.zeros((n, width), dtype=torch.long, device=device)
-    for row, (r, x) in enumerate(zip(reused, new)):
-        mask[row, past - r:past] = 1
-        mask[row, past + width - len(x):] = 1
-        positions[row, width - len(x):] = torch.arange(r, r + len(x), device=device)
-    if past:
-        for layer in range(len(next(m for m in matches if m is not None).layers)):
-            keys, values = _batch_layer(matches, reused, layer, past)
-            kv.update(keys.to(device), values.to(device), layer)
-    if cache is not None:  # the kept caches now live in the batch cache: drop them (memory: one copy, not two)
+    if cache is not None:  # the kept caches move into this call's batch cache (memory: one copy, not two)
         cache.kept = []
+    groups = prefill_groups([len(x) for x in new]) if growing is not None else [list(range(n))]
+    if len(groups) == 1:
+        kv, mask, logits = _prefill(model, matches, reused, new, pad_token_id, growing, release=True)
+        next_positions = torch.tensor([[len(p)] for p in prompts], device=device)
+    else:  # each group encodes its rows; the decoding batch is assembled from every row's whole sequence
+        sequences: list[_Kept | None] = [None] * n
+        row_logits: list = [None] * n
+        for group in groups:
+            kv, mask, logits = _prefill(model, [matches[i] for i in group], [reused[i] for i in group],
+                                        [new[i] for i in group], pad_token_id, growing)
+            for b, i in enumerate(group):
+                columns = mask[b].nonzero().squeeze(-1)
+                sequences[i] = _Kept(list(prompts[i]), [(layer.keys[b][:, columns, :].clone(),
+                                                         layer.values[b][:, columns, :].clone()) for layer in kv.layers])
+                row_logits[i] = logits[b]
+                matches[i] = None  # its kept cache is now part of `sequences[i]`
+            kv = None
+        lengths = [len(p) for p in prompts]
+        kv, mask = _batch_cache(model, sequences, lengths, max(lengths), growing, release=True)
+        sequences = None
+        logits = torch.stack(row_logits)
+        next_positions = torch.tensor([[length] for length in lengths], device=device)
     matches = None
     completions: list[list[int]] = [[] for _ in prompts]
     encoded = [len(x) for x in new]
     kept: list[_Kept | None] = [None] * n
     active = torch.arange(n, device=device)  # original row of each batch row
-    next_positions = positions[:, -1:] + 1
 
     def keep(batch_rows: list[int]) -> None:
         if cache is None:
@@ -123,39 +144,111 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, eos_token_id:
             layers = [(layer.keys[b][:, columns, :].clone(), layer.values[b][:, columns, :].clone()) for layer in kv.layers]
             kept[row] = _Kept(list(prompts[row]) + completions[row][:-1], layers)
 
-    with torch.inference_mode():
-        # logits_to_keep=1: the LM head only for the last position (the prompt's others are never sampled from; all
-        # positions would be rows x new tokens x vocabulary floats: gigabytes, and a third of the prefill's work)
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=kv,
-                       use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        for _ in range(max_new_tokens):
-            if temperature is None:
-                tokens = logits.argmax(-1)
-            else:
-                probabilities = torch.softmax(logits.float() / temperature, dim=-1)
-                tokens = torch.multinomial(probabilities, 1).squeeze(-1)
-            finished = torch.isin(tokens, eos)
-            for row, token in zip(active.tolist(), tokens.tolist()):
-                completions[row].append(token)
-            if finished.all() or len(completions[active[0].item()]) >= max_new_tokens:
-                break
-            if finished.any():
-                keep(finished.nonzero().squeeze(-1).tolist())
-                remaining = (~finished).nonzero().squeeze(-1)
-                active, tokens, mask, next_positions = active[remaining], tokens[remaining], mask[remaining], next_positions[remaining]
-                kv.batch_select_indices(remaining)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-            logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_positions,
-                           past_key_values=kv, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-            next_positions = next_positions + 1
-            for row in active.tolist():
-                encoded[row] += 1
-        keep(list(range(len(active))))
+    for _ in range(max_new_tokens):
+        if temperature is None:
+            tokens = logits.argmax(-1)
+        else:
+            probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+            tokens = torch.multinomial(probabilities, 1).squeeze(-1)
+        finished = torch.isin(tokens, eos)
+        for row, token in zip(active.tolist(), tokens.tolist()):
+            completions[row].append(token)
+        if finished.all() or len(completions[active[0].item()]) >= max_new_tokens:
+            break
+        if finished.any():
+            keep(finished.nonzero().squeeze(-1).tolist())
+            remaining = (~finished).nonzero().squeeze(-1)
+            active, tokens, mask, next_positions = active[remaining], tokens[remaining], mask[remaining], next_positions[remaining]
+            kv.batch_select_indices(remaining)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_positions,
+                       past_key_values=kv, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        next_positions = next_positions + 1
+        for row in active.tolist():
+            encoded[row] += 1
+    keep(list(range(len(active))))
     if cache is not None:  # a sequence absent from this call has ended (its episode is over): only these are kept
         cache.kept = [k for k in kept if k is not None]
         cache.tokens_encoded += sum(encoded)
         cache.tokens_reused += sum(reused)
     return Generated(completions, encoded)
+
+
+PREFILL_SLACK = 1.25  # a prefill group's padded positions are at most this many times its real tokens...
+PREFILL_NARROW = 64  # ...unless its longest row is this short (padding a few dozen positions costs less than a call)
+
+
+def prefill_groups(lengths: list[int], slack: float | None = None) -> list[list[int]]:
+    """Rows (indices into `lengths`, the tokens each encodes) grouped for the prefill: longest first, a row joins the
+    current group while the group's padded size (rows x its longest row) stays within `slack` (default
+    `PREFILL_SLACK`) x its real tokens, or its longest row has at most `PREFILL_NARROW` tokens."""
+    slack = PREFILL_SLACK if slack is None else slack
+    groups: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        longest = lengths[groups[-1][0]] if groups else 0
+        if groups and ((len(groups[-1]) + 1) * longest <= slack * (real + lengths[i]) or longest <= PREFILL_NARROW):
+            groups[-1].append(i)
+            real += lengths[i]
+        else:
+            groups.append([i])
+            real = lengths[i]
+    return groups
+
+
+def _prefill(model, matches: list[_Kept | None], reused: list[int], new: list[list[int]], pad_token_id: int, growing,
+             release: bool = False):
+    """Encode each row's `new` tokens after its kept cache (the first `reused` of its tokens), left-padded in one
+    batch: (batch cache, attention mask [rows, positions], logits of each row's last token). `release`: the kept
+    caches are used only here (see `_batch_cache`)."""
+    import torch
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    past, width = max(reused), max(len(x) for x in new)
+    kept = [(m, r) for m, r in zip(matches, reused) if m is not None and r]
+    if kept:
+        kv, _ = _batch_cache(model, [m if r else None for m, r in zip(matches, reused)], reused, past, growing, release)
+    else:
+        kv = DynamicCache(config=model.config)
+        if growing is not None:
+            kv.layers = [growing() for _ in kv.layers]
+    input_ids = torch.tensor([[pad_token_id] * (width - len(x)) + x for x in new], device=device)
+    mask = torch.zeros((len(new), past + width), dtype=torch.long, device=device)
+    positions = torch.zeros((len(new), width), dtype=torch.long, device=device)
+    for row, (r, x) in enumerate(zip(reused, new)):
+        mask[row, past - r:past] = 1
+        mask[row, past + width - len(x):] = 1
+        positions[row, width - len(x):] = torch.arange(r, r + len(x), device=device)
+    # logits_to_keep=1: the LM head only for the last position (the prompt's others are never sampled from; all
+    # positions would be rows x new tokens x vocabulary floats: gigabytes, and a third of the prefill's work)
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=kv,
+                   use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    return kv, mask, logits
+
+
+def _batch_cache(model, rows: list[_Kept | None], lengths: list[int], width: int, growing, release: bool = False):
+    """A batch cache holding the first `lengths[i]` positions of each row's kept keys and values, right-aligned in
+    `width` positions, and its attention mask. `release` drops each row's layer once copied (rows used only here)."""
+    import torch
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    kv = DynamicCache(config=model.config)
+    if growing is not None:
+        kv.layers = [growing() for _ in kv.layers]
+    for layer in range(len(kv.layers)):
+        keys, values = _batch_layer(rows, lengths, layer, width)
+        kv.update(keys.to(device), values.to(device), layer)
+        if release:
+            for row in rows:
+                if row is not None:
+                    row.layers[layer] = None
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for row, length in enumerate(lengths):
+        if length:
+            mask[row, width - length:] = 1
+    return kv, mask
 
 
 def _batch_layer(matches: list[_Kept | None], reused: list[int], layer: int, past: int):
