@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # 16 rows x 2,900 positions took 300-360 ms with OpenMP's default spinning and 370-810 ms passive. Run it alone.
 
 from rl_assets.policies.base import GenerationSettings  # noqa: E402  (after the sys.path line)
-from rl_assets.training.heldout import behaviour_rates  # noqa: E402
 
 STAGES = (("untrained", "checkpoints/base"), ("sft", "checkpoints/sft/final"), ("sft+grpo", "model"))
 # a run on a registered base model (LoRA) keeps only the tokenizer in checkpoints/base: its untrained stage is the
@@ -134,6 +133,8 @@ def main() -> int:
 
 def stage_rates(episodes: list, by_id: dict, sources: dict, wall: float) -> dict:
     """A stage's behaviour rates (with intervals), overall and per source, and its generation speed."""
+    from rl_assets.training.heldout import behaviour_rates
+
     rates = behaviour_rates(episodes, by_id)
     tokens = sum(e.tokens_out for e in episodes)
     rates.update({"wall_s": round(wall, 1), "generated_tokens_per_s": round(tokens / wall, 1),

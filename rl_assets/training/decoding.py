@@ -118,9 +118,7 @@ def _generate(model, prompts, max_new_tokens, eos_token_id, pad_token_id, temper
             kv, mask, logits = _prefill(model, [matches[i] for i in group], [reused[i] for i in group],
                                         [new[i] for i in group], pad_token_id, growing)
             for b, i in enumerate(group):
-                columns = mask[b].nonzero().squeeze(-1)
-                sequences[i] = _Kept(list(prompts[i]), [(layer.keys[b][:, columns, :].clone(),
-                                                         layer.values[b][:, columns, :].clone()) for layer in kv.layers])
+                sequences[i] = _Kept(list(prompts[i]), _row_layers(kv, mask, b))
                 row_logits[i] = logits[b]
                 matches[i] = None  # its kept cache is now part of `sequences[i]`
             kv = None
@@ -140,9 +138,7 @@ def _generate(model, prompts, max_new_tokens, eos_token_id, pad_token_id, temper
             return
         for b in batch_rows:
             row = int(active[b])
-            columns = mask[b].nonzero().squeeze(-1)
-            layers = [(layer.keys[b][:, columns, :].clone(), layer.values[b][:, columns, :].clone()) for layer in kv.layers]
-            kept[row] = _Kept(list(prompts[row]) + completions[row][:-1], layers)
+            kept[row] = _Kept(list(prompts[row]) + completions[row][:-1], _row_layers(kv, mask, b))
 
     for _ in range(max_new_tokens):
         if temperature is None:
@@ -202,17 +198,13 @@ def _prefill(model, matches: list[_Kept | None], reused: list[int], new: list[li
     batch: (batch cache, attention mask [rows, positions], logits of each row's last token). `release`: the kept
     caches are used only here (see `_batch_cache`)."""
     import torch
-    from transformers import DynamicCache
 
     device = next(model.parameters()).device
     past, width = max(reused), max(len(x) for x in new)
-    kept = [(m, r) for m, r in zip(matches, reused) if m is not None and r]
-    if kept:
+    if past:
         kv, _ = _batch_cache(model, [m if r else None for m, r in zip(matches, reused)], reused, past, growing, release)
     else:
-        kv = DynamicCache(config=model.config)
-        if growing is not None:
-            kv.layers = [growing() for _ in kv.layers]
+        kv = _empty_cache(model, growing)
     input_ids = torch.tensor([[pad_token_id] * (width - len(x)) + x for x in new], device=device)
     mask = torch.zeros((len(new), past + width), dtype=torch.long, device=device)
     positions = torch.zeros((len(new), width), dtype=torch.long, device=device)
@@ -231,12 +223,9 @@ def _batch_cache(model, rows: list[_Kept | None], lengths: list[int], width: int
     """A batch cache holding the first `lengths[i]` positions of each row's kept keys and values, right-aligned in
     `width` positions, and its attention mask. `release` drops each row's layer once copied (rows used only here)."""
     import torch
-    from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    kv = DynamicCache(config=model.config)
-    if growing is not None:
-        kv.layers = [growing() for _ in kv.layers]
+    kv = _empty_cache(model, growing)
     for layer in range(len(kv.layers)):
         keys, values = _batch_layer(rows, lengths, layer, width)
         kv.update(keys.to(device), values.to(device), layer)
@@ -249,6 +238,22 @@ def _batch_cache(model, rows: list[_Kept | None], lengths: list[int], width: int
         if length:
             mask[row, width - length:] = 1
     return kv, mask
+
+
+def _empty_cache(model, growing):
+    """A model's DynamicCache, its layers `growing` ones where given (see attention.growing_layer_class)."""
+    from transformers import DynamicCache
+
+    kv = DynamicCache(config=model.config)
+    if growing is not None:
+        kv.layers = [growing() for _ in kv.layers]
+    return kv
+
+
+def _row_layers(kv, mask, b: int) -> list[tuple]:
+    """Batch row `b`'s keys and values, per layer, at the positions its mask keeps: [kv_heads, length, head_dim]."""
+    columns = mask[b].nonzero().squeeze(-1)
+    return [(layer.keys[b][:, columns, :].clone(), layer.values[b][:, columns, :].clone()) for layer in kv.layers]
 
 
 def _batch_layer(matches: list[_Kept | None], reused: list[int], layer: int, past: int):
