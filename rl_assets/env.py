@@ -354,12 +354,17 @@ class FinQAEnv:
             return None, "Error: table_name must be a non-empty string; call get_descriptions to list the tables.", "bad_arguments"
         resolved = self._world.resolve_table(world_id, table_name)
         if resolved is None:
-            names = list(self._world.tables[world_id])
+            names = self._shown_table_names(world_id)
             close = difflib.get_close_matches(table_name.strip(), names, n=3, cutoff=0.5)
             hint = f" Closest: {', '.join(close)}." if close else ""
             listing = _bounded_list(names, TABLE_LIST_CHARS, "tables (see get_descriptions)")
             return None, f"Error: unknown table {table_name!r} for company {world_id!r}.{hint} Tables: {listing}", "unknown_table"
         return self._world.tables[world_id][resolved], None, None
+
+    def _shown_table_names(self, world_id: str) -> list[str]:
+        """The company's table names as the agent is shown them (an unknown-table error's hint is picked among
+        these: a subclass that renames tables returns the names it shows)."""
+        return list(self._world.tables[world_id])
 
     def _descriptions(self, company_name: Any):
         world_id, error, kind = self._company(company_name)

@@ -9,7 +9,8 @@ import pytest
 
 from rl_assets.prompts import SYSTEM_PROMPT
 from rl_assets.training.environment import TOOLS, EntityAliases, TrainingEnv
-from rl_assets.training.trajectories import copyable_number, oracle_conversation, replay, tool_calls
+from rl_assets.training.trajectories import (MISTAKES, NotClonable, copyable_number, oracle_conversation, replay,
+                                             tool_calls)
 
 
 def test_oracle_conversations_replay_to_a_correct_answer_through_the_environment(oracle_conversations, snapshot_dir):
@@ -146,8 +147,100 @@ def test_configs_load_with_overrides_and_reject_unknown_keys(tmp_path):
         load_config("tiny-test", ["grpo.max_stepz=3"])
     with pytest.raises(ConfigError, match="must be int"):
         load_config("tiny-test", ["grpo.max_steps=lots"])
+    for fraction in ("sft.recovery_demos=1.5", "data.table_alias_prob=-0.1"):
+        with pytest.raises(ConfigError, match="between 0 and 1"):
+            load_config("tiny-test", [fraction])
     bad = tmp_path / "bad.yaml"
     bad.write_text("sft: [1, 2]\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
     assert load_config("qwen3-4b-lora").model.lora.r == 32
+
+
+def _recovery_demonstrations(snapshot_dir, mistake: str, wanted: int) -> list[tuple[dict, list, list]]:
+    """(task, plain oracle conversation, the same episode with `mistake`) for the first train episodes that have one."""
+    from rl_assets.snapshot import read_tasks
+    from rl_assets.training.data import episode_stream
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
+    stream = episode_stream(read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"]), 0, True)
+    found = []
+    for _ in range(4 * wanted):
+        task = next(stream)
+        try:
+            plain = oracle_conversation(env, task, SYSTEM_PROMPT)
+        except NotClonable:
+            continue
+        demo = oracle_conversation(env, task, SYSTEM_PROMPT, mistake)
+        if any(m.get("mistake") for m in demo):
+            found.append((task, plain, demo))
+        if len(found) == wanted:
+            break
+    return found
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_recovery_demonstrations_show_one_wrong_call_its_real_error_then_the_oracle(snapshot_dir, mistake):
+    import re
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
+    demos = _recovery_demonstrations(snapshot_dir, mistake, 6)
+    assert len(demos) == 6
+    for task, plain, demo in demos:
+        wrong = [i for i, m in enumerate(demo) if m.get("mistake")]
+        assert len(wrong) == 1 and demo[wrong[0]]["role"] == "assistant"
+        i = wrong[0]
+        output = demo[i + 1]["content"]
+        assert output == "[]" if mistake == "no_rows" else output.startswith("Error")
+        assert demo[:i] + demo[i + 2:] == plain  # the rest is the oracle's conversation, unchanged
+        assert demo[i + 2]["tool_calls"][0]["function"]["name"] == demo[i]["tool_calls"][0]["function"]["name"]
+        assert demo[i + 2]["tool_calls"] != demo[i]["tool_calls"]  # the next call is a different one
+        if mistake == "unknown_table":  # the hint names the table the agent sees, which the next call copies
+            right = demo[i + 2]["tool_calls"][0]["function"]["arguments"]["table_name"]
+            assert right in re.search(r"Closest: (.*?)\. Tables:", output).group(1).split(", ")
+        assert replay(demo, env, task) == [m["content"] for m in demo if m["role"] == "tool"]
+        assert env.get_reward() == 1.0
+    with pytest.raises(ValueError, match="unknown mistake"):
+        oracle_conversation(env, demos[0][0], SYSTEM_PROMPT, "typo")
+
+
+def test_an_unknown_tables_hint_is_picked_among_the_aliases_the_agent_sees(snapshot_dir, tasks):
+    env = TrainingEnv(snapshot_dir, table_alias_prob=1.0, description_chars=0)
+    task = next(t for t in tasks if t["split"] == "train" and t["question_type"] == "single_table")
+    env.reset(**task, alias_seed=7)
+    table = env.aliases.tables[json.loads(task["gold_operands"])[0]["table"]]
+    error = env.get_table_info(env.aliases.company_alias, table + "_info")
+    assert error.startswith("Error: unknown table") and f"Closest: {table}" in error
+    assert not set(env.aliases.tables) & set(error.replace(",", " ").replace(".", " ").split())  # no real name shown
+
+
+def test_mistake_turns_are_context_not_training_targets_even_through_arrow(snapshot_dir, tiny_tokenizer):
+    from datasets import Dataset
+    from transformers.utils import get_json_schema
+
+    from rl_assets.env import FinQAEnv
+    from rl_assets.rollouts import env_tools
+    from rl_assets.training.data import sft_examples, sft_row
+
+    tools = [get_json_schema(t) for t in env_tools(FinQAEnv(snapshot=snapshot_dir))]
+    (_, plain, demo), = _recovery_demonstrations(snapshot_dir, "unknown_column", 1)
+    # as the SFT stage hands it to TRL: through an Arrow dataset, which gives every message a `mistake` (None or True)
+    rows = Dataset.from_list([sft_row(demo, json.dumps(tools)), sft_row(plain, json.dumps(tools))])
+
+    def render(messages):
+        out = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                                 return_assistant_tokens_mask=True)
+        text = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+        return text, tiny_tokenizer.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m])
+
+    demo_text, demo_trained = render(rows[0]["messages"])
+    plain_text, plain_trained = render(rows[1]["messages"])
+    unmarked_text, unmarked_trained = render([{k: v for k, v in m.items() if k != "mistake"} for m in demo])
+    wrong = demo[[m.get("mistake") for m in demo].index(True)]["tool_calls"][0]["function"]["arguments"]["query"]
+    wrong_query = json.dumps(wrong, ensure_ascii=False)[1:-1]  # as the template's tojson writes it
+    assert demo_text == unmarked_text and wrong_query in demo_text  # the mistake is shown, as any other turn
+    assert wrong_query not in demo_trained and wrong_query in unmarked_trained  # but not trained on
+    assert demo_trained == plain_trained  # what is trained: exactly the oracle's turns
+    # a prefix cut after the third turn counts only real turns: it ends with the query that corrects the mistake
+    cut = sft_examples([demo, demo], [3])[1]
+    assert cut[-1]["tool_calls"][0]["function"]["name"] == "sql_query" and not cut[-1].get("mistake")

@@ -12,6 +12,10 @@ block keeps the call format and names each tool with its arguments:
     get_descriptions(company_name)
     ...
 
+One addition: an assistant message marked `"mistake": True` (a recovery demonstration's wrong call,
+rl_assets.training.trajectories) renders the same text outside the `{% generation %}` markers, so SFT's
+assistant-only loss shows it as context and does not train on it; a message without the key renders as before.
+
 Everything else (assistant tool calls, `<tool_response>` blocks) renders exactly as TRL's template, so
 TRL's tool-calling and prefix-preservation checks pass and TRL's Qwen3 response parser
 (`trl.chat_template_utils.qwen3_template`) parses the calls. Because the template is not byte-identical
@@ -46,17 +50,28 @@ def trl_training_template() -> str:
     return path.read_text(encoding="utf-8")
 
 
+GENERATION_START = "{%- generation %}"
+GENERATION_END = "{%- endgeneration %}"
+# the assistant message's text is captured once, then written inside the generation markers or, for a mistake, outside
+UNTRAINED_MISTAKE = ("{%- endset %}\n        {%- if message.mistake %}{{- assistant_text }}{%- else %}"
+                     "{%- generation %}{{- assistant_text }}{%- endgeneration %}{%- endif %}")
+
+
 def compact_chat_template() -> str:
-    """TRL's Qwen3-Instruct-2507 training template with the tools block replaced by one line per tool."""
+    """TRL's Qwen3-Instruct-2507 training template with the tools block replaced by one line per tool and mistake
+    turns rendered outside the generation markers (module docstring)."""
     template = trl_training_template()
     start = template.find(TOOLS_BLOCK_START)
     end = template.find(TOOLS_BLOCK_END, start)
-    if start < 0 or end < 0:
+    if start < 0 or end < 0 or template.count(GENERATION_START) != 1 or template.count(GENERATION_END) != 1:
         raise ValueError(
             "trl's qwen3_instruct_2507_training.jinja no longer has the expected '{%- if tools %} ... {%- else %}' "
-            "tools block; update rl_assets/training/chat_template.py for this TRL version"
+            "tools block and one '{%- generation %}' block; update rl_assets/training/chat_template.py for this "
+            "TRL version"
         )
-    return template[:start] + COMPACT_TOOLS_BLOCK + template[end:]
+    template = template[:start] + COMPACT_TOOLS_BLOCK + template[end:]
+    return (template.replace(GENERATION_START, "{%- set assistant_text %}")
+            .replace(GENERATION_END, UNTRAINED_MISTAKE))
 
 
 def attach_compact_template(tokenizer):

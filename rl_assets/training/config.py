@@ -66,6 +66,9 @@ class DataConfig:
     company_aliases: bool = True  # per-episode company aliases during training (rl_assets.training.environment)
     table_alias_prob: float = 0.5  # probability that an episode's tables are renamed too
 
+    def __post_init__(self):
+        _check_fraction("table_alias_prob", self.table_alias_prob)
+
 
 @dataclass
 class EnvConfig:
@@ -85,6 +88,12 @@ class SFTConfig:
     lr_scheduler: str = "cosine"
     max_length: int = 3072  # tokens per conversation (longer ones are truncated)
     prefix_turns: list[int] = field(default_factory=list)  # also train on conversations cut after these turns
+    # fraction of the oracle conversations that are recovery demonstrations: one wrong table name, column or row
+    # label, the environment's error (or empty result), then the right call; the wrong call is context, not a target
+    recovery_demos: float = 0.0
+
+    def __post_init__(self):
+        _check_fraction("recovery_demos", self.recovery_demos)
     logging_steps: int = 10
     save_steps: int = 50
 
@@ -154,6 +163,11 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     pass
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
 
 
 def config_path(name_or_path: str | Path) -> Path:
@@ -226,7 +240,7 @@ def _build(cls, raw: Any, path: Path, prefix: str):
         values[name] = _coerce(hints[name], value, path, prefix + name)
     try:
         return cls(**values)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{path}: {prefix.rstrip('.') or 'config'}: {e}") from None
 
 

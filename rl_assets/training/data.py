@@ -12,7 +12,7 @@ import random
 from typing import Any, Iterator
 
 from rl_assets.training.environment import TrainingEnv
-from rl_assets.training.trajectories import NotClonable, oracle_conversation
+from rl_assets.training.trajectories import MISTAKES, NotClonable, oracle_conversation
 
 NO_ALIAS = -1
 
@@ -30,8 +30,12 @@ def episode_stream(tasks: list[dict[str, Any]], seed: int, aliases: bool) -> Ite
 
 
 def oracle_conversations(env: TrainingEnv, tasks: list[dict[str, Any]], count: int, seed: int, aliases: bool,
-                         system_prompt: str) -> tuple[list[list[dict[str, Any]]], list[str]]:
-    """`count` oracle conversations (cycling over the tasks) and the ids of tasks that could not be cloned."""
+                         system_prompt: str, recovery: float = 0.0) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """`count` oracle conversations (cycling over the tasks) and the ids of tasks that could not be cloned.
+
+    A `recovery` fraction of them (seeded) are recovery demonstrations, their mistake kinds in turn
+    (rl_assets.training.trajectories); the tasks and aliases are the same as with none."""
+    draw = random.Random(f"{seed}:recovery")
     if not tasks:
         raise ValueError("no training tasks: the snapshot has no train-split task of the selected types/sources")
     conversations, skipped = [], set()
@@ -43,8 +47,9 @@ def oracle_conversations(env: TrainingEnv, tasks: list[dict[str, Any]], count: i
         if attempts > 2 * count + len(tasks):
             raise ValueError(f"only {len(conversations)} of {count} oracle conversations could be built; "
                              f"not clonable: {sorted(skipped)[:10]}")
+        mistake = MISTAKES[len(conversations) % len(MISTAKES)] if draw.random() < recovery else None
         try:
-            conversations.append(oracle_conversation(env, task, system_prompt))
+            conversations.append(oracle_conversation(env, task, system_prompt, mistake))
         except NotClonable:
             skipped.add(task["task_id"])
     return conversations, sorted(skipped)
@@ -63,10 +68,11 @@ def sft_examples(conversations: list[list[dict[str, Any]]], prefix_turns: list[i
 
 
 def truncate_after_turn(conversation: list[dict[str, Any]], turns: int) -> list[dict[str, Any]]:
-    """The messages up to and including the `turns`-th assistant message."""
+    """The messages up to and including the `turns`-th assistant message (a recovery demonstration's mistake turn
+    is not counted: a cut keeps the call that corrects it)."""
     seen = 0
     for i, message in enumerate(conversation):
-        if message["role"] == "assistant":
+        if message["role"] == "assistant" and not message.get("mistake"):
             seen += 1
             if seen == turns:
                 return conversation[: i + 1]

@@ -172,6 +172,14 @@ class TrainingEnv(FinQAEnv):
         self.tool_seconds += time.perf_counter() - started
         return output
 
+    def _shown_table_names(self, world_id: str) -> list[str]:
+        """With table aliases, an unknown table's `Closest:` hint is picked among the aliases the agent sees (a
+        misspelt alias compared with the real names would suggest the wrong tables)."""
+        names = super()._shown_table_names(world_id)
+        if self.aliases and self.aliases.tables and world_id == self.aliases.company:
+            return [self.aliases.tables.get(name, name) for name in names]
+        return names
+
     # The tools, with FinQAEnv's signatures and docstrings (TRL builds the tool schema from them).
     def get_descriptions(self, company_name: str) -> str:
         return self._tool("get_descriptions", company_name=company_name)

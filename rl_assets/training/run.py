@@ -158,7 +158,7 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
     sft_count = sft.max_steps * sft.batch_size * sft.gradient_accumulation_steps if sft.enabled and not sft_done else 0
     count = max(sft_count, config.model.tiny.tokenizer_episodes) if needs_base and config.is_tiny else sft_count
     conversations, not_clonable = (oracle_conversations(env, tasks, count, config.seed, config.data.company_aliases,
-                                                        system_prompt) if count else ([], []))
+                                                        system_prompt, sft.recovery_demos) if count else ([], []))
     if not_clonable:
         reporter.info(f"{len(not_clonable)} train tasks have no clean oracle trajectory and are not cloned")
 
