@@ -11,6 +11,8 @@ via `rl_assets.rollouts.run_hf_episodes`, and prints the behaviour rates of
 after an error, submitted, pass@1 — each with a 95% bootstrap interval over the episodes —, well-formed turns,
 tool-error rate) with the generation speed and the machine's load average. For a LoRA run on a registered base
 model, "untrained" is the base model itself played with the run's prompt. The tasks are a seeded sample (`--seed`), the same for every stage.
+Each stage after the first is also compared with the one before it (`--model` entries come last): the paired
+difference of every episode rate over the same tasks, with a 95% bootstrap interval (`differences` in the JSON).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     from rl_assets.rollouts import load_model, read_prompt_config, run_hf_episodes
-    from rl_assets.training.heldout import RATES, heldout_tasks
+    from rl_assets.training.heldout import RATES, episode_rows, heldout_tasks, paired_differences
 
     run = Path(args.run)
     lineage = json.loads((run / "lineage.json").read_text()) if (run / "lineage.json").exists() else {}
@@ -79,7 +81,7 @@ def main() -> int:
     print(f"run {run} (config {lineage.get('config_name')}), snapshot {Path(snapshot).name}: {len(tasks)} test-split "
           f"single-table tasks {sources}, greedy, batch {args.batch_size}; load average {os.getloadavg()}")
 
-    results = {}
+    results, differences, rows = {}, {}, {}
     settings = {"greedy": True, "batch_size": args.batch_size, "max_turns": args.max_turns,
                 "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype or prompt["dtype"]}
     wanted = set(args.stages.split(","))
@@ -103,9 +105,13 @@ def main() -> int:
                                         policy_name=f"{name}:{run}",
                                         prompt_config={"system_prompt": prompt["system_prompt"], "env": prompt["env"]})
             results[name] = stage_rates(episodes, by_id, sources, time.perf_counter() - started)
+            rows[name] = episode_rows(episodes, by_id)
+            if len(rows) > 1:  # against the stage before it, over the tasks both have played so far
+                before = list(rows)[-2]
+                differences[f"{name} - {before}"] = paired_differences(rows[name], rows[before])
             print(f"  {name}: {len(episodes)}/{len(tasks)} episodes in {results[name]['wall_s']:.0f}s", flush=True)
             if args.json_out:  # after every batch: a long benchmark stopped part-way keeps the episodes it finished
-                write_json(args.json_out, run, snapshot, tasks, settings, results)
+                write_json(args.json_out, run, snapshot, tasks, settings, results, differences)
         del model
         print(f"  {name}: {len(episodes)} episodes in {results[name]['wall_s']:.0f}s "
               f"({results[name]['generated_tokens_per_s']:.0f} generated tokens/s)", flush=True)
@@ -123,6 +129,11 @@ def main() -> int:
         intervals = [rates.get(f"{key}_ci") for rates in results.values()]
         if any(intervals):
             print(f"{key:<24}" + "".join(f"{'-':>16}" if not ci else f"{f'[{ci[0]:.2f}, {ci[1]:.2f}]':>16}" for ci in intervals))
+    for pair, delta in differences.items():
+        print(f"\n{pair}, paired over the same tasks (95% bootstrap interval):")
+        for key in (k for k in RATES if k in delta and delta[k] is not None):
+            ci = delta[f"{key}_ci"]
+            print(f"{key:<24}{delta[key]:>+8.3f}  [{ci[0]:+.2f}, {ci[1]:+.2f}]  ({delta[f'{key}_tasks']} tasks)")
     for source in sorted(sources):
         print(f"\n{source} ({sources[source]} tasks): " + "; ".join(
             f"{name}: company {r['by_source'][source].get('company_used', 0):.2f}, inspected "
@@ -144,9 +155,10 @@ def stage_rates(episodes: list, by_id: dict, sources: dict, wall: float) -> dict
     return rates
 
 
-def write_json(path: str, run: Path, snapshot, tasks: list, settings: dict, results: dict) -> None:
+def write_json(path: str, run: Path, snapshot, tasks: list, settings: dict, results: dict, differences: dict) -> None:
     Path(path).write_text(json.dumps({"run": str(run), "snapshot": str(snapshot), "episodes": len(tasks),
-                                      "settings": settings, "results": results}, indent=2, default=str) + "\n")
+                                      "settings": settings, "results": results, "differences": differences},
+                                     indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,34 @@ EPISODE_RATES = ("company_used", "table_inspected_first", "identifiers_exist", "
 RATES = (*EPISODE_RATES, "well_formed_turns", "tool_error_rate")
 
 
+def paired_differences(rows: Iterable[dict[str, Any]], baseline: Iterable[dict[str, Any]],
+                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """Per episode rate, `rows` minus `baseline` paired over the tasks both played (each task's rate over its
+    episodes): {rate: mean difference, rate_ci: [low, high] (bootstrap over tasks, 95%), rate_tasks: tasks paired}.
+    An interval that excludes zero is a difference the sample supports; two unpaired intervals that overlap say
+    little."""
+    rng = np.random.default_rng(seed)
+    mine, theirs = _per_task_values(rows), _per_task_values(baseline)
+    out: dict[str, Any] = {}
+    for rate in EPISODE_RATES:
+        shared = sorted(set(mine[rate]) & set(theirs[rate]))
+        diffs = np.array([mine[rate][t] - theirs[rate][t] for t in shared], dtype=float)
+        mean, low, high = bootstrap_mean(diffs, rng, resamples)
+        out[rate], out[f"{rate}_ci"], out[f"{rate}_tasks"] = mean, [low, high] if shared else None, len(shared)
+    return out
+
+
+def _per_task_values(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """{rate: {task_id: mean of its episodes' values}} (episodes where a rate does not apply are left out)."""
+    sums: dict[str, dict[str, list[float]]] = {rate: {} for rate in EPISODE_RATES}
+    for row in rows:
+        for rate in EPISODE_RATES:
+            value = _episode_value(rate)(row)
+            if value is not None:
+                sums[rate].setdefault(row["task_id"], []).append(value)
+    return {rate: {t: sum(v) / len(v) for t, v in by_task.items()} for rate, by_task in sums.items()}
+
+
 def company_used(row: dict[str, Any]) -> bool:
     named = [c["arguments"].get("company_name") for c in row.get("tool_calls") or [] if "company_name" in c["arguments"]]
     return bool(named) and all(str(n).strip().lower() == row["world_id"] for n in named)
