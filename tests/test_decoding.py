@@ -186,3 +186,26 @@ def test_grouped_prefill_gives_the_tokens_of_one_padded_batch(small_model, monke
     single, encoded_single = _play(small_model, prompts, 4, PrefixCache(), seed=4)
     assert grouped == single and encoded_grouped == encoded_single
     assert sum(len(c) for turn in grouped for c in turn) > 30
+
+
+def test_taking_rows_out_of_a_batch_cache_copies_each_row_and_releases_each_layer():
+    from types import SimpleNamespace
+
+    import torch
+
+    from rl_assets.training.decoding import _row_layers, _take_rows
+
+    torch.manual_seed(0)
+    layers = [SimpleNamespace(keys=torch.randn(3, 2, 6, 4), values=torch.randn(3, 2, 6, 4)) for _ in range(4)]
+    kv = SimpleNamespace(layers=list(layers))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [0, 1, 0, 0, 1, 1]])  # padding, gaps, a full row
+    expected = [_row_layers(kv, mask, b) for b in (0, 2)]
+    taken = _take_rows(kv, mask, [0, 2])
+    assert kv.layers == [None] * 4  # the batch cache is gone once its rows are out
+    for row, want, b in zip(taken, expected, (0, 2)):
+        assert [k.shape[1] for k, _ in row] == [int(mask[b].sum())] * 4
+        for (k, v), (wk, wv) in zip(row, want):
+            assert torch.equal(k, wk) and torch.equal(v, wv)
+    assert torch.equal(taken[1][0][0], layers[0].keys[2][:, [1, 4, 5], :])  # the kept positions, in order
+    for layer, (k, v) in zip(layers, taken[0]):  # each row owns its tensors: not views of the batch
+        assert k.untyped_storage().data_ptr() != layer.keys.untyped_storage().data_ptr()
