@@ -50,9 +50,10 @@ def paired_differences(rows: Iterable[dict[str, Any]], baseline: Iterable[dict[s
 def _per_task_values(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """{rate: {task_id: mean of its episodes' values}} (episodes where a rate does not apply are left out)."""
     sums: dict[str, dict[str, list[float]]] = {rate: {} for rate in EPISODE_RATES}
+    readers = {rate: _episode_value(rate) for rate in EPISODE_RATES}
     for row in rows:
-        for rate in EPISODE_RATES:
-            value = _episode_value(rate)(row)
+        for rate, read in readers.items():
+            value = read(row)
             if value is not None:
                 sums[rate].setdefault(row["task_id"], []).append(value)
     return {rate: {t: sum(v) / len(v) for t, v in by_task.items()} for rate, by_task in sums.items()}

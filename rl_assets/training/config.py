@@ -91,11 +91,11 @@ class SFTConfig:
     # fraction of the oracle conversations that are recovery demonstrations: one wrong table name, column or row
     # label, the environment's error (or empty result), then the right call; the wrong call is context, not a target
     recovery_demos: float = 0.0
+    logging_steps: int = 10
+    save_steps: int = 50
 
     def __post_init__(self):
         _check_fraction("recovery_demos", self.recovery_demos)
-    logging_steps: int = 10
-    save_steps: int = 50
 
 
 @dataclass
