@@ -353,7 +353,7 @@ class FinQAEnv:
         if not isinstance(table_name, str) or not table_name.strip():
             return None, "Error: table_name must be a non-empty string; call get_descriptions to list the tables.", "bad_arguments"
         resolved = self._world.resolve_table(world_id, table_name)
-        if resolved is None:
+        if resolved is None or resolved not in self._listed_tables(world_id):
             names = self._shown_table_names(world_id)
             close = difflib.get_close_matches(table_name.strip(), names, n=3, cutoff=0.5)
             hint = f" Closest: {', '.join(close)}." if close else ""
@@ -361,20 +361,25 @@ class FinQAEnv:
             return None, f"Error: unknown table {table_name!r} for company {world_id!r}.{hint} Tables: {listing}", "unknown_table"
         return self._world.tables[world_id][resolved], None, None
 
+    def _listed_tables(self, world_id: str) -> dict[str, TableInfo]:
+        """The company's tables in this episode, by name: every one (a trainer's subclass may show a subset; a
+        table not listed is unknown to every tool)."""
+        return self._world.tables[world_id]
+
     def _shown_table_names(self, world_id: str) -> list[str]:
         """The company's table names as the agent is shown them (an unknown-table error's hint is picked among
         these: a subclass that renames tables returns the names it shows)."""
-        return list(self._world.tables[world_id])
+        return list(self._listed_tables(world_id))
 
     def _descriptions(self, company_name: Any):
         world_id, error, kind = self._company(company_name)
         if error:
             return error, kind, 0
         if self._description_chars <= 0:
-            return json.dumps(list(self._world.tables[world_id]), ensure_ascii=False), None, 0
+            return json.dumps(list(self._listed_tables(world_id)), ensure_ascii=False), None, 0
         tables = [
             {"table_name": t.table_name, "description": _shorten(t.description, self._description_chars)}
-            for t in self._world.tables[world_id].values()
+            for t in self._listed_tables(world_id).values()
         ]
         return json.dumps(tables, ensure_ascii=False), None, 0
 

@@ -147,7 +147,7 @@ def test_configs_load_with_overrides_and_reject_unknown_keys(tmp_path):
         load_config("tiny-test", ["grpo.max_stepz=3"])
     with pytest.raises(ConfigError, match="must be int"):
         load_config("tiny-test", ["grpo.max_steps=lots"])
-    for fraction in ("sft.recovery_demos=1.5", "data.table_alias_prob=-0.1"):
+    for fraction in ("sft.recovery_demos=1.5", "data.table_alias_prob=-0.1", "data.short_listing_prob=2"):
         with pytest.raises(ConfigError, match="between 0 and 1"):
             load_config("tiny-test", [fraction])
     bad = tmp_path / "bad.yaml"
@@ -244,3 +244,56 @@ def test_mistake_turns_are_context_not_training_targets_even_through_arrow(snaps
     # a prefix cut after the third turn counts only real turns: it ends with the query that corrects the mistake
     cut = sft_examples([demo, demo], [3])[1]
     assert cut[-1]["tool_calls"][0]["function"]["name"] == "sql_query" and not cut[-1].get("mistake")
+
+
+@pytest.mark.parametrize("table_alias_prob", [0.0, 1.0])
+def test_a_short_listing_shows_the_tasks_tables_and_at_most_three_others_the_rest_do_not_exist(snapshot_dir, tasks,
+                                                                                             table_alias_prob):
+    from rl_assets.training.environment import SHORT_LISTING_OTHERS
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=table_alias_prob, short_listing_prob=1.0, description_chars=0)
+    train = [t for t in tasks if t["split"] == "train" and t["question_type"] == "single_table"]
+    sizes = set()
+    for seed, task in enumerate(train[:12]):
+        env.reset(**task, alias_seed=seed)
+        aliases = env.aliases
+        shown = lambda name: aliases.tables.get(name, name)  # noqa: E731
+        listing = json.loads(env.get_descriptions(aliases.company_alias))
+        gold = json.loads(task["gold_tables"])
+        everything = list(env._world.tables[task["world_id"]])
+        assert {shown(name) for name in gold} <= set(listing)
+        assert len(listing) <= len(gold) + SHORT_LISTING_OTHERS and len(listing) == len(everything) - len(aliases.hidden)
+        assert not aliases.hidden & set(gold)
+        if table_alias_prob:  # aliases are drawn for the listed tables alone: no alias for a hidden table
+            assert set(aliases.tables) == set(everything) - aliases.hidden and sorted(listing) == sorted(aliases.tables.values())
+        sizes.add(len(listing))
+        for hidden in sorted(aliases.hidden)[:2]:  # a table the episode does not list is unknown to every tool
+            for output in (env.get_table_info(aliases.company_alias, hidden),
+                           env.sql_query(aliases.company_alias, hidden, f"SELECT * FROM {hidden}")):
+                assert output.startswith("Error: unknown table") and hidden not in output.split("Tables:")[1]
+    assert len(sizes) > 1  # listings of several lengths, down to the task's own tables
+    plain = TrainingEnv(snapshot_dir, table_alias_prob=table_alias_prob, description_chars=0)
+    plain.reset(**train[0], alias_seed=0)
+    assert not plain.aliases.hidden
+    assert len(json.loads(plain.get_descriptions(plain.aliases.company_alias))) == len(plain._world.tables[train[0]["world_id"]])
+
+
+def test_oracle_conversations_over_short_listings_replay_to_the_answer(snapshot_dir):
+    from rl_assets.snapshot import read_tasks
+    from rl_assets.training.data import episode_stream
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, short_listing_prob=1.0, description_chars=0)
+    stream = episode_stream(read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"]), 0, True)
+    played = 0
+    for attempt in range(20):
+        task = next(stream)
+        try:  # recovery demonstrations too: an unknown table's hint is picked among the listed tables
+            conversation = oracle_conversation(env, task, SYSTEM_PROMPT, (None, *MISTAKES)[attempt % 4])
+        except NotClonable:
+            continue
+        listing = json.loads(next(m["content"] for m in conversation if m.get("name") == "get_descriptions"))
+        assert len(listing) <= len(json.loads(task["gold_tables"])) + 3
+        assert replay(conversation, env, task) == [m["content"] for m in conversation if m["role"] == "tool"]
+        assert env.get_reward() == 1.0
+        played += 1
+    assert played >= 10

@@ -65,9 +65,13 @@ class DataConfig:
     sources: list[str] | None = None  # None = every source that has train tasks
     company_aliases: bool = True  # per-episode company aliases during training (rl_assets.training.environment)
     table_alias_prob: float = 0.5  # probability that an episode's tables are renamed too
+    # probability that an episode's company lists only the task's tables and 0-3 others (the train split's SEC
+    # filers list 18-71 tables; FinQA and TAT-QA filings one or two): rl_assets.training.environment
+    short_listing_prob: float = 0.0
 
     def __post_init__(self):
         _check_fraction("table_alias_prob", self.table_alias_prob)
+        _check_fraction("short_listing_prob", self.short_listing_prob)
 
 
 @dataclass

@@ -5,8 +5,11 @@ the company it is asked about (measured on held-out companies: 0% right). Entity
 that shortcut: when a task row carries an `alias_seed`, the episode's company is renamed to a random
 identifier shaped like the world's ids (`vortakel`, `xqr_2011`, `tatqa_1f0c9e2a`) and, with probability
 `table_alias_prob`, its tables to made-up names of one shape per episode (`page_<n>`, `table_<n>`, a few words,
-`report_table`: `random_table_aliases`). The agent sees only aliases — in the observation and
-in every tool output — and its arguments are translated back before the real tool runs, so the only way
+`report_table`: `random_table_aliases`). With probability `short_listing_prob` the company also lists only the
+task's own tables and up to `SHORT_LISTING_OTHERS` others (`EntityAliases.hidden`: the rest do not exist in that
+episode): the train split is SEC 10-K filers listing 18-71 tables each, while FinQA and TAT-QA filings list one
+or two, a listing shape a policy trained on long listings alone never saw. The agent sees only aliases — in the
+observation and in every tool output — and its arguments are translated back before the real tool runs, so the only way
 to a working call is to copy the names it was given. The real company's own name, used in an aliased
 episode, is an unknown company (memorising it earns nothing). Telemetry and grading are the real
 environment's, on real names.
@@ -16,6 +19,7 @@ Evaluation uses the plain `FinQAEnv`: aliases exist only during training.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -44,6 +48,7 @@ class EntityAliases:
     company: str  # the real world_id
     company_alias: str
     tables: dict[str, str] = field(default_factory=dict)  # real table name -> alias
+    hidden: frozenset[str] = frozenset()  # real table names this episode's company does not list (nor answer for)
 
     def __post_init__(self):
         self._to_alias = {self.company: self.company_alias, **self.tables}
@@ -55,16 +60,28 @@ class EntityAliases:
 
     @classmethod
     def draw(cls, seed: int, company: str, table_names: list[str], table_alias_prob: float,
-             taken: frozenset[str] = frozenset()) -> "EntityAliases":
-        """Random aliases for one episode, deterministic in `seed`; never one of the `taken` names."""
+             taken: frozenset[str] = frozenset(), short_listing_prob: float = 0.0,
+             task_tables: list[str] = ()) -> "EntityAliases":
+        """Random aliases for one episode, deterministic in `seed`; never one of the `taken` names. With
+        probability `short_listing_prob` only `task_tables` and up to `SHORT_LISTING_OTHERS` other tables are
+        listed (the aliases are drawn for those alone: a one-table listing in the `report` style is TAT-QA's
+        `["report_table"]`)."""
         rng = random.Random(f"{seed}:{company}")
         alias = company
         while alias == company or alias in taken:
             alias = random_company_alias(rng)
+        hidden: frozenset[str] = frozenset()
+        if short_listing_prob and rng.random() < short_listing_prob:  # no draw at 0: earlier episodes unchanged
+            keep = [name for name in table_names if name in set(task_tables)]
+            others = sorted(set(table_names) - set(keep))
+            keep += rng.sample(others, min(len(others), rng.randint(0, SHORT_LISTING_OTHERS)))
+            if keep:
+                hidden = frozenset(table_names) - set(keep)
+                table_names = [name for name in table_names if name not in hidden]
         tables: dict[str, str] = {}
         if table_names and rng.random() < table_alias_prob:
             tables = dict(zip(sorted(table_names), random_table_aliases(rng, len(table_names))))
-        return cls(company, alias, tables)
+        return cls(company, alias, tables, hidden)
 
     def to_alias(self, text: str) -> str:
         """`text` (an observation or a tool output) with every real name replaced by its alias."""
@@ -94,6 +111,7 @@ class EntityAliases:
 
 
 TABLE_ALIAS_STYLES = ("page", "table", "words", "report")
+SHORT_LISTING_OTHERS = 3  # a short listing: the task's tables and 0-3 others, like a FinQA or TAT-QA filing's
 
 
 def random_table_aliases(rng: random.Random, count: int) -> list[str]:
@@ -141,9 +159,11 @@ class TrainingEnv(FinQAEnv):
     record of every tool output the agent was shown (`outputs`), which tells how many results TRL dropped for
     overflowing `max_completion_length`."""
 
-    def __init__(self, snapshot, *, table_alias_prob: float = 0.0, splits=("train",), **env_kwargs):
+    def __init__(self, snapshot, *, table_alias_prob: float = 0.0, short_listing_prob: float = 0.0, splits=("train",),
+                 **env_kwargs):
         super().__init__(snapshot=snapshot, splits=splits, **env_kwargs)
         self.table_alias_prob = table_alias_prob
+        self.short_listing_prob = short_listing_prob
         self.aliases: EntityAliases | None = None
         self.outputs: list[tuple[str, dict[str, Any], str]] = []  # (tool, arguments as written, output shown)
         self.tool_seconds = 0.0  # time spent in tool calls since the trainer last cleared it
@@ -157,7 +177,8 @@ class TrainingEnv(FinQAEnv):
             company = task["world_id"]
             self.aliases = EntityAliases.draw(
                 int(seed), company, list(self._world.tables.get(company, {})), self.table_alias_prob,
-                taken=frozenset(self._world.tables),
+                taken=frozenset(self._world.tables), short_listing_prob=self.short_listing_prob,
+                task_tables=_task_tables(task),
             )
             observation = self.aliases.to_alias(observation)
         return observation
@@ -171,6 +192,12 @@ class TrainingEnv(FinQAEnv):
         self.outputs.append((tool, arguments, output))
         self.tool_seconds += time.perf_counter() - started
         return output
+
+    def _listed_tables(self, world_id: str) -> dict:
+        tables = super()._listed_tables(world_id)
+        if self.aliases and self.aliases.hidden and world_id == self.aliases.company:
+            return {name: info for name, info in tables.items() if name not in self.aliases.hidden}
+        return tables
 
     def _shown_table_names(self, world_id: str) -> list[str]:
         """With table aliases, an unknown table's `Closest:` hint is picked among the aliases the agent sees (a
@@ -195,6 +222,21 @@ class TrainingEnv(FinQAEnv):
 
     def submit_answer(self, answer: str) -> str:
         return self._tool("submit_answer", answer=answer)
+
+
+def training_env(snapshot, config) -> TrainingEnv:
+    """The training environment a `TrainConfig` describes (its `data` aliasing and listing options, its `env`)."""
+    return TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob,
+                       short_listing_prob=config.data.short_listing_prob,
+                       description_chars=config.env.description_chars)
+
+
+def _task_tables(task: dict[str, Any]) -> list[str]:
+    """The tables a task's gold answer reads (`gold_tables`, a JSON list in a task row)."""
+    tables = task.get("gold_tables") or []
+    if isinstance(tables, str):
+        tables = json.loads(tables)
+    return [str(name) for name in tables]
 
 
 TOOLS = ("get_descriptions", "get_table_info", "sql_query", "calculator", "submit_answer")

@@ -29,7 +29,7 @@ from rl_assets.training.callbacks import ReportingCallback, report_through
 from rl_assets.training.config import ConfigError, TrainConfig
 from rl_assets.training.data import grpo_rows
 from rl_assets.training.decoding import PrefixCache, generate
-from rl_assets.training.environment import TrainingEnv
+from rl_assets.training.environment import TrainingEnv, training_env
 from rl_assets.training.reporting import Reporter
 
 log = logging.getLogger("rl_assets.training")
@@ -213,10 +213,9 @@ def run_grpo(config: TrainConfig, model, tokenizer, tasks: list[dict[str, Any]],
     rows = dataset_rows(config, tasks, system_prompt)
     if use_cpu:
         score_labelled_positions_only()
-    env_options = {"description_chars": config.env.description_chars}
 
     def environment_factory() -> TrainingEnv:
-        return TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob, **env_options)
+        return training_env(snapshot, config)
 
     funcs, weights = reward_functions(config)
     trainer = trainer_cls(

@@ -28,7 +28,7 @@ from rl_assets.snapshot import read_manifest, read_tasks
 from rl_assets.training import lineage as lineage_mod
 from rl_assets.training.config import TrainConfig
 from rl_assets.training.data import oracle_conversations, sft_examples
-from rl_assets.training.environment import TrainingEnv
+from rl_assets.training.environment import training_env
 from rl_assets.training.memory import check_fits
 from rl_assets.training.models import (base_weights, build_tiny, load_causal_lm, load_stage_model, lora_config,
                                        pretrained_tokenizer, tokenizer_corpus)
@@ -89,7 +89,7 @@ def build_untrained(config: TrainConfig, snapshot: str | Path, out: str | Path) 
     snapshot, out = Path(snapshot).absolute(), Path(out)  # not resolved: a hash-named link to a copy is published
     system_prompt = config.system_prompt if config.system_prompt is not None else SYSTEM_PROMPT
     tasks = read_tasks(snapshot, splits=["train"], question_types=config.data.question_types, sources=config.data.sources)
-    env = TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob, description_chars=config.env.description_chars)
+    env = training_env(snapshot, config)
     tools = [get_json_schema(tool) for tool in env_tools(env)]
     conversations, _ = oracle_conversations(env, tasks, config.model.tiny.tokenizer_episodes, config.seed,
                                             config.data.company_aliases, system_prompt)
@@ -150,7 +150,7 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
     reporter.info(f"training {config.name} (config {config.hash}) on snapshot {snapshot_hash}: {len(tasks)} train tasks, "
                   f"output {output}, {'CPU' if use_cpu else 'GPU'}")
 
-    env = TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob, description_chars=config.env.description_chars)
+    env = training_env(snapshot, config)
     tools = [get_json_schema(tool) for tool in env_tools(env)]
     sft = config.sft
     sft_done = (checkpoints / "sft" / "final" / DONE_FILE).exists()
