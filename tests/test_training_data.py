@@ -186,34 +186,20 @@ def test_recovery_demonstrations_show_one_wrong_call_its_real_error_then_the_ora
     env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
     demos = _recovery_demonstrations(snapshot_dir, mistake, 6)
     assert len(demos) == 6
-    repeated = 0
     for task, plain, demo in demos:
         wrong = [i for i, m in enumerate(demo) if m.get("mistake")]
-        assert 1 <= len(wrong) <= 2 and wrong == list(range(wrong[0], wrong[0] + 2 * len(wrong), 2))
-        assert all(demo[i]["role"] == "assistant" and demo[i + 1]["role"] == "tool" for i in wrong)
-        assert all(demo[i]["tool_calls"] == demo[wrong[0]]["tool_calls"] for i in wrong)  # a repeat is the same call
-        repeated += len(wrong) == 2
-        i, last = wrong[0], wrong[-1]
+        assert len(wrong) == 1 and demo[wrong[0]]["role"] == "assistant"
+        i = wrong[0]
         output = demo[i + 1]["content"]
-        assert all(demo[j + 1]["content"] == output for j in wrong)  # ... and gets the same answer
-        if mistake == "repeated_call":  # the call just made, repeated: the answer it already had
-            assert demo[i - 2]["tool_calls"] == demo[i]["tool_calls"] and demo[i - 1]["content"] == output
-            assert output.startswith("[{")
-        else:
-            assert output == "[]" if mistake == "no_rows" else output.startswith("Error")
-        kept = [m for j, m in enumerate(demo) if not any(j in (w, w + 1) for w in wrong)]
-        assert kept == plain  # the rest is the oracle's conversation, unchanged
-        after = demo[last + 2]["tool_calls"][0]["function"]
-        if mistake != "repeated_call":
-            assert after["name"] == demo[i]["tool_calls"][0]["function"]["name"]
-        assert demo[last + 2]["tool_calls"] != demo[i]["tool_calls"]  # the next call is a different one
+        assert output == "[]" if mistake == "no_rows" else output.startswith("Error")
+        assert demo[:i] + demo[i + 2:] == plain  # the rest is the oracle's conversation, unchanged
+        assert demo[i + 2]["tool_calls"][0]["function"]["name"] == demo[i]["tool_calls"][0]["function"]["name"]
+        assert demo[i + 2]["tool_calls"] != demo[i]["tool_calls"]  # the next call is a different one
         if mistake == "unknown_table":  # the hint names the table the agent sees, which the next call copies
-            right = after["arguments"]["table_name"]
+            right = demo[i + 2]["tool_calls"][0]["function"]["arguments"]["table_name"]
             assert right in re.search(r"Closest: (.*?)\. Tables:", output).group(1).split(", ")
         assert replay(demo, env, task) == [m["content"] for m in demo if m["role"] == "tool"]
         assert env.get_reward() == 1.0
-    if mistake != "repeated_call":
-        assert 0 < repeated < len(demos)  # some wrong calls are made twice, not all
     with pytest.raises(ValueError, match="unknown mistake"):
         oracle_conversation(env, demos[0][0], SYSTEM_PROMPT, "typo")
 

@@ -11,11 +11,9 @@ when the environment grades its submitted answer correct.
 A *recovery demonstration* (`mistake=` one of `MISTAKES`) adds one wrong call before the right one — a table name
 that is not in the listing, a column the table does not have, a row label that matches no row — with the
 environment's real answer to it (the error with its `Closest:` hint or column list, or `[]`), then carries on as
-the oracle does; in half of them the wrong call is made twice, as a stuck policy does. `repeated_call` repeats the
-first successful query once, with its same answer. The wrong turns are marked `"mistake": True`: the chat template
-renders them without generation markers, so SFT shows them as context and trains only on what follows (read the
-answer, make a different call), the behaviour a policy that repeats a call until its turns run out never saw. The
-conversation still ends in a correct answer.
+the oracle does. The wrong turn is marked `"mistake": True`: the chat template renders it without generation
+markers, so SFT shows it as context and trains only on what follows (read the error, make a different call), the
+behaviour a policy that repeats a failing call never saw. The conversation still ends in a correct answer.
 
 `replay(conversation, env, task)` runs a conversation's tool calls against an environment again (used by
 the tests to show that the data are real trajectories).
@@ -35,8 +33,7 @@ from rl_assets.prompts import initial_messages
 from rl_assets.training.environment import TrainingEnv
 
 OPERAND = re.compile(r"\ba(\d+)\b")
-MISTAKES = ("unknown_table", "unknown_column", "no_rows", "repeated_call")
-REPEAT_PROB = 0.5  # how often a demonstration's wrong call is made twice (same call, same answer) before the right one
+MISTAKES = ("unknown_table", "unknown_column", "no_rows")
 
 
 class NotClonable(Exception):
@@ -69,21 +66,15 @@ def oracle_conversation(env: TrainingEnv, task: dict[str, Any], system_prompt: s
             raise NotClonable(f"{task['task_id']}: {tool} failed: {output[:200]}")
         return output
 
-    def mistake_turn(tool: str, arguments: dict[str, Any], output: str) -> None:
-        messages.append({"role": "assistant", "content": "", "mistake": True, "tool_calls": [
-            {"type": "function", "function": {"name": tool, "arguments": dict(arguments)}}]})
-        messages.append({"role": "tool", "name": tool, "content": output})
-
     def wrong_call(tool: str, candidates: list[dict[str, Any]], recovers: Any) -> bool:
         """Try the candidate wrong arguments in turn; keep the first whose output `recovers(output)` accepts (an
-        error or empty result the agent can recover from) as a mistake turn — made twice, as a policy stuck on
-        it does, in `REPEAT_PROB` of the demonstrations."""
+        error or empty result the agent can recover from) as a mistake turn."""
         for arguments in candidates:
             output = getattr(env, tool)(**arguments)
             if recovers(output):
-                mistake_turn(tool, arguments, output)
-                if rng.random() < REPEAT_PROB:
-                    mistake_turn(tool, arguments, getattr(env, tool)(**arguments))
+                messages.append({"role": "assistant", "content": "", "mistake": True, "tool_calls": [
+                    {"type": "function", "function": {"name": tool, "arguments": arguments}}]})
+                messages.append({"role": "tool", "name": tool, "content": output})
                 return True
         return False
 
@@ -118,9 +109,6 @@ def oracle_conversation(env: TrainingEnv, task: dict[str, Any], system_prompt: s
                        lambda out: out.strip() == "[]")
         query = select(op["column"], table, op["row_label_column"], op["row_label"])
         rows = json.loads(call("sql_query", company_name=company, table_name=table, query=query))
-        if i == 0 and mistake == "repeated_call":  # the same call again, the same answer; then the oracle moves on
-            mistake_turn("sql_query", {"company_name": company, "table_name": table, "query": query},
-                         env.sql_query(company_name=company, table_name=table, query=query))
         cells = [next(iter(r.values())) for r in rows if r]
         text = op["cell_text"] if op["cell_text"] in cells else (cells[0] if cells else None)
         if text is None:
