@@ -72,11 +72,12 @@ class EntityAliases:
             alias = random_company_alias(rng)
         hidden: frozenset[str] = frozenset()
         if short_listing_prob and rng.random() < short_listing_prob:  # no draw at 0: earlier episodes unchanged
-            keep = [name for name in table_names if name in set(task_tables)]
-            others = sorted(set(table_names) - set(keep))
+            wanted = set(task_tables)
+            keep = [name for name in table_names if name in wanted]
+            others = sorted(set(table_names) - wanted)
             keep += rng.sample(others, min(len(others), rng.randint(0, SHORT_LISTING_OTHERS)))
             if keep:
-                hidden = frozenset(table_names) - set(keep)
+                hidden = frozenset(table_names).difference(keep)
                 table_names = [name for name in table_names if name not in hidden]
         tables: dict[str, str] = {}
         if table_names and rng.random() < table_alias_prob:
