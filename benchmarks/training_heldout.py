@@ -67,9 +67,13 @@ def main() -> int:
     snapshot = args.snapshot or lineage.get("snapshot_path")
     if not snapshot:
         parser.error("--snapshot is required (the run has no lineage.json)")
-    prompt = read_prompt_config(run / "model")
+    # how the run's models are played: model/prompt.json, or in a run that stopped before publishing, that of its
+    # last finished stage (each finished stage keeps one)
+    prompt_dir = next((run / rel for rel in ("model", "checkpoints/grpo/final", "checkpoints/sft/final")
+                       if (run / rel / "prompt.json").exists()), run / "model")
+    prompt = read_prompt_config(prompt_dir)
     identity = run / "checkpoints" / "run.json"
-    if not (run / "model" / "prompt.json").exists() and identity.exists():  # an unfinished run: its config's options
+    if not (prompt_dir / "prompt.json").exists() and identity.exists():  # a run from before stages kept one
         from rl_assets.training.config import load_config
 
         prompt["env"] = {"description_chars": load_config(json.loads(identity.read_text())["config_name"]).env.description_chars}

@@ -406,8 +406,7 @@ class FinQAEnv:
             "row_label_column": info.row_label_column,
             "row_labels": labels[:200],
             "n_rows": len(labels),
-            "note": "Cells are text as printed (e.g. '$1,234', '(56)' is negative, '3.4%'). "
-                    "Quote numeric column names in SQL: \"2024\".",
+            "note": table_note(info.columns),
         }
         return json.dumps(payload, ensure_ascii=False), None, 0
 
@@ -459,6 +458,15 @@ class FinQAEnv:
                     mode=self._grading_mode,
                 )
         return self._grade
+
+
+def table_note(columns: Iterable[str]) -> str:
+    """How to read and query one table; its quoting example is one of its own columns (sandbox.quoting_example)."""
+    note = "Cells are text as printed: '$', ',' and '%' are kept, and '(56)' is negative."
+    quoted = sandbox.quoting_example(columns)
+    if quoted:
+        note += f" Quote column names that are not plain words in SQL, as in {quoted}."
+    return note
 
 
 def _text_or(value: Any, default: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 
 import pytest
 
@@ -58,6 +59,21 @@ def test_listing_and_schema_show_structure_not_numbers(env, tasks):
     assert op["column"] in [c["name"] for c in info["columns"]]
     assert op["row_label"] in info["row_labels"]
     assert op["cell_text"] not in json.dumps(info)  # schema, not the numbers
+
+
+def test_a_tables_note_quotes_only_its_own_columns(env, tasks):
+    """Every double-quoted name in a table's note is one of that table's columns (a fixed `"2024"` was copied)."""
+    checked = 0
+    for task in tasks[:60]:
+        env.reset(**task)
+        for table in json.loads(task["gold_tables"]):
+            info = json.loads(env.get_table_info(task["world_id"], table))
+            columns = [c["name"] for c in info["columns"]]
+            quoted = re.findall(r'"([^"]+)"', info["note"])
+            assert all(name in columns for name in quoted), (table, info["note"], columns)
+            assert bool(quoted) == any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) for c in columns), info["note"]
+            checked += 1
+    assert checked >= 60
 
 
 def test_sql_query_returns_the_gold_cell(env, tasks):

@@ -23,6 +23,7 @@ from rl_assets.sandbox import (
     QueryResult,
     SandboxLimits,
     open_world_db,
+    quoting_example,
     run_query,
 )
 
@@ -227,6 +228,18 @@ def test_unknown_column_lists_available_columns(con):
     # Double-quoted "strings" are columns in SQL: the message says so.
     result = q(con, f'SELECT "2024" FROM {T} WHERE component = "Total"', columns=COLUMNS)
     assert result.error_kind == "unknown_column" and "single quotes" in result.text
+
+
+def test_the_quoting_example_is_one_of_the_tables_own_columns(con):
+    # a fixed example ("2024") was copied by a small policy into queries on tables without such a column
+    result = q(con, f"SELECT revenue FROM {T} WHERE component = 'Total'", columns=["item", "2014_in_millions", "2013"])
+    assert result.error_kind == "unknown_column"
+    assert 'e.g. SELECT "2014_in_millions"' in result.text and '"2024"' not in result.text
+    result = q(con, f"SELECT revenue FROM {T} WHERE component = 'Total'", columns=["item", "application_software"])
+    assert result.error_kind == "unknown_column"
+    assert "double-quoted" not in result.text and "e.g." not in result.text
+    assert quoting_example(["item", "total", "2019_m", "2018"]) == '"2019_m"'
+    assert quoting_example(["item", "total"]) is None
 
 
 def test_column_check_is_lenient_for_aliases_and_ctes(con):

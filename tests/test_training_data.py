@@ -4,10 +4,12 @@ names and only copied aliases work, configs load strictly."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from rl_assets.prompts import SYSTEM_PROMPT
+from rl_assets.sandbox import quote_column
 from rl_assets.training.environment import TOOLS, EntityAliases, TrainingEnv
 from rl_assets.training.trajectories import (MISTAKES, NotClonable, copyable_number, oracle_conversation, replay,
                                              tool_calls)
@@ -88,8 +90,9 @@ def test_training_env_refuses_other_splits_and_keeps_finqaenv_tools(snapshot_dir
     env = TrainingEnv(snapshot_dir)
     with pytest.raises(ValueError):
         env.reset(**next(t for t in tasks if t["split"] == "test"))
-    public = {n for n in dir(FinQAEnv) if not n.startswith("_") and callable(getattr(FinQAEnv, n))} - {"reset", "get_reward"}
-    assert public == set(TOOLS)
+    for cls in (FinQAEnv, TrainingEnv):  # TRL makes every other public method a tool: a helper must be private
+        public = {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))} - {"reset", "get_reward"}
+        assert public == set(TOOLS), cls
     for name in TOOLS:  # TRL renders the tool schema from these
         assert get_json_schema(getattr(env, name)) == get_json_schema(getattr(FinQAEnv(snapshot=snapshot_dir), name))
 
@@ -147,7 +150,8 @@ def test_configs_load_with_overrides_and_reject_unknown_keys(tmp_path):
         load_config("tiny-test", ["grpo.max_stepz=3"])
     with pytest.raises(ConfigError, match="must be int"):
         load_config("tiny-test", ["grpo.max_steps=lots"])
-    for fraction in ("sft.recovery_demos=1.5", "data.table_alias_prob=-0.1", "data.short_listing_prob=2"):
+    for fraction in ("sft.recovery_demos=1.5", "data.table_alias_prob=-0.1", "data.short_listing_prob=2",
+                     "data.column_alias_prob=1.5"):
         with pytest.raises(ConfigError, match="between 0 and 1"):
             load_config("tiny-test", [fraction])
     bad = tmp_path / "bad.yaml"
@@ -297,3 +301,64 @@ def test_oracle_conversations_over_short_listings_replay_to_the_answer(snapshot_
         assert env.get_reward() == 1.0
         played += 1
     assert played >= 10
+
+
+def test_renamed_year_columns_are_the_only_column_names_that_work(snapshot_dir, tasks):
+    """With column aliases an episode's year columns (`2024`) show, answer and fail under one FinQA / TAT-QA shape
+    (`fiscal_2024`, ...); the bare year was never shown, so writing it is an unknown column."""
+    from rl_assets.training.environment import COLUMN_ALIAS_STYLES, YEAR_COLUMN
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, column_alias_prob=1.0, description_chars=0)
+    plain = TrainingEnv(snapshot_dir, table_alias_prob=0.5, description_chars=0)
+    train = [t for t in tasks if t["split"] == "train" and t["question_type"] == "single_table"]
+    styles, checked = set(), 0
+    for seed, task in enumerate(train[:40]):
+        op = json.loads(task["gold_operands"])[0]
+        if not YEAR_COLUMN.fullmatch(op["column"]) or op["row_label_column"] == op["column"]:
+            continue
+        env.reset(**task, alias_seed=seed)
+        aliases = env.aliases
+        company, table = aliases.company_alias, aliases.tables.get(op["table"], op["table"])
+        info = json.loads(env.get_table_info(company, table))
+        shown = [c["name"] for c in info["columns"]]
+        real = list(env._world.tables[task["world_id"]][op["table"]].columns)
+        alias = aliases.column_style.format(year=op["column"])
+        assert alias in shown and op["column"] not in shown and len(shown) == len(real)
+        assert not any(YEAR_COLUMN.fullmatch(c) for c in shown)  # every year column renamed, in one style
+        assert set(re.findall(r'"([^"]+)"', info["note"])) <= set(shown)  # the note's example is a shown name
+        label = op["row_label"].replace("'", "''")
+        for written in (alias, f'"{alias}"', alias.upper()):  # bare, quoted, any case: as SQL reads names
+            rows = json.loads(env.sql_query(company, table, f"SELECT {written} FROM {table} WHERE \"{info['row_label_column']}\" = '{label}'"))
+            assert rows and list(rows[0]) == [alias] and op["cell_text"] in [r[alias] for r in rows]
+        error = env.sql_query(company, table, f"SELECT \"{op['column']}\" FROM {table} WHERE \"{info['row_label_column']}\" = '{label}'")
+        assert error.startswith("Error (unknown_column)") and f'Unknown column "{op["column"]}"' in error
+        listed = error.split("Available columns: ")[1].split(".")[0]
+        assert all(quote_column(c) in listed for c in shown) and f'"{op["column"]}"' not in listed
+        plain.reset(**task, alias_seed=seed)  # without column aliases: the real columns, no draw
+        assert plain.aliases.column_style is None
+        assert [c["name"] for c in json.loads(plain.get_table_info(company, table))["columns"]] == real
+        styles.add(aliases.column_style)
+        checked += 1
+    assert checked >= 5 and len(styles) > 1 and styles <= set(COLUMN_ALIAS_STYLES)
+
+
+def test_oracle_conversations_over_renamed_columns_replay_to_the_answer(snapshot_dir):
+    from rl_assets.snapshot import read_tasks
+    from rl_assets.training.data import episode_stream
+
+    env = TrainingEnv(snapshot_dir, table_alias_prob=0.5, short_listing_prob=0.5, column_alias_prob=1.0, description_chars=0)
+    stream = episode_stream(read_tasks(snapshot_dir, splits=["train"], question_types=["single_table"]), 0, True)
+    played, renamed = 0, 0
+    for attempt in range(20):
+        task = next(stream)
+        try:  # recovery demonstrations too: a wrong column is often the bare year of a renamed one
+            conversation = oracle_conversation(env, task, SYSTEM_PROMPT, (None, *MISTAKES)[attempt % 4])
+        except NotClonable:
+            continue
+        queries = [a["query"] for tool, a in tool_calls(conversation) if tool == "sql_query"]
+        shown = {alias for table in json.loads(task["gold_tables"]) for alias in env._shown_columns(table).values()}
+        renamed += any(alias in query for alias in shown for query in queries)  # the oracle copies the shown names
+        assert replay(conversation, env, task) == [m["content"] for m in conversation if m["role"] == "tool"]
+        assert env.get_reward() == 1.0
+        played += 1
+    assert played >= 10 and renamed >= 1

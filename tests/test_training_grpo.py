@@ -96,6 +96,8 @@ def test_reward_terms_read_the_environment(snapshot_dir, tasks):
     good.submit_answer("1")
     sloppy.get_descriptions("not_a_company")
     sloppy.sql_query(company, table, "SELECT * FROM nowhere")
+    sloppy.sql_query(company, table, "SELECT * FROM nowhere")  # the same failing call again
+    sloppy.sql_query(company, table, "SELECT * FROM nowhere")
     call = lambda name, args: {"type": "function", "function": {"name": name, "arguments": args}}
     completions = [
         [{"role": "assistant", "content": "", "tool_calls": [call("get_descriptions", {"company_name": company})]}],
@@ -110,6 +112,7 @@ def test_reward_terms_read_the_environment(snapshot_dir, tasks):
     assert scores["no_hallucination"] == [1.0, 0.0]
     assert scores["recovered"] == [1.0, 0.0]
     assert scores["submitted"] == [1.0, 0.0]
+    assert scores["no_repeats"] == [1.0, 0.5]  # 2 of the sloppy episode's 4 calls repeat an earlier one
 
 
 @pytest.mark.parametrize("weights, expected", [({}, []), ({"reward.submitted": 0.3}, [("submitted", 0.3)])])

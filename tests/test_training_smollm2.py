@@ -40,6 +40,9 @@ def test_a_lora_run_on_the_registered_base_records_the_base_hashes(smollm2_run):
     assert manifest["model_hash"] in (output / "README.md").read_text()  # the model card names it too
     assert (output / "model" / "adapter_config.json").is_file() and not (output / "model" / "model.safetensors").exists()
     assert json.loads((output / "model" / "prompt.json").read_text())["base_model"] == "smollm2-135m"
+    # every finished stage is playable on its own (a run stopped in GRPO still has a correctly played SFT stage)
+    for stage in ("sft", "grpo"):
+        assert (output / "checkpoints" / stage / "final" / "prompt.json").read_text() == (output / "model" / "prompt.json").read_text()
     metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     grpo = [m for m in metrics if m["stage"] == "grpo"]
     assert [m["stage"] for m in metrics].count("sft") == 2 and len(grpo) == 1

@@ -47,7 +47,7 @@ from rl_assets.sandbox.execution import execute, open_world_db
 from rl_assets.sandbox.limits import SandboxLimits
 from rl_assets.sandbox.query import clear_validation_cache, run_query
 from rl_assets.sandbox.results import ERROR_KINDS, QueryResult, render
-from rl_assets.sandbox.validation import QueryRejected, Validated, validate
+from rl_assets.sandbox.validation import QueryRejected, Validated, quote_column, quoting_example, validate
 
 __all__ = [
     "ERROR_KINDS",
@@ -59,6 +59,8 @@ __all__ = [
     "clear_validation_cache",
     "execute",
     "open_world_db",
+    "quote_column",
+    "quoting_example",
     "render",
     "run_query",
     "validate",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import sqlglot
 from sqlglot import exp
@@ -307,7 +307,16 @@ def _check_filtered(statement: exp.Expression) -> None:
     raise QueryRejected("unfiltered_query", UNFILTERED_MESSAGE)
 
 
-def _quote_column(name: str) -> str:
+def quoting_example(columns: Iterable[str]) -> str | None:
+    """The first of `columns` that SQL must double-quote, quoted (`"2024_in_millions"`), or None when every one is a
+    plain word: the example in a table's note and in an unknown-column error. Always one of the table's own columns:
+    a fixed example (`"2024"`) was copied verbatim by a small policy into queries on tables that have no such column
+    (held-out transcripts: `SELECT "2024"` on tables with `year_ended_december_31_2014`, `application_software`)."""
+    return next((quote_column(c) for c in columns if quote_column(c) != c), None)
+
+
+def quote_column(name: str) -> str:
+    """`name` as SQL writes it: bare when a plain identifier, else in double quotes (`"2024"`)."""
     return name if _SIMPLE_IDENTIFIER.match(name) else '"' + name.replace('"', '""') + '"'
 
 
@@ -328,14 +337,15 @@ def _check_columns(statement: exp.Expression, columns: list[str]) -> None:
     for column in statement.find_all(exp.Column):
         if isinstance(column.this, exp.Star) or column.name.lower() in known:
             continue
-        available = ", ".join(_quote_column(c) for c in columns)
+        available = ", ".join(quote_column(c) for c in columns)
         hint = ""
         if column.this.args.get("quoted") and not column.table:
             hint = " (Use single quotes for string literals: 'text'; double quotes are for column names.)"
+        quoted = quoting_example(columns)
+        quoting = f" Column names that are not plain words must be double-quoted, e.g. SELECT {quoted}." if quoted else ""
         raise QueryRejected(
             "unknown_column",
-            f'Unknown column "{column.name}". Available columns: {available}. '
-            f'Numeric column names must be double-quoted, e.g. SELECT "2024".{hint}',
+            f'Unknown column "{column.name}". Available columns: {available}.{quoting}{hint}',
         )
 
 

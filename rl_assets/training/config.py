@@ -68,10 +68,14 @@ class DataConfig:
     # probability that an episode's company lists only the task's tables and 0-3 others (the train split's SEC
     # filers list 18-71 tables; FinQA and TAT-QA filings one or two): rl_assets.training.environment
     short_listing_prob: float = 0.0
+    # probability that an episode's year columns (`2024`) are renamed in a FinQA / TAT-QA shape
+    # (`year_ended_december_31_2024`, `fiscal_2024`, ...): rl_assets.training.environment
+    column_alias_prob: float = 0.0
 
     def __post_init__(self):
         _check_fraction("table_alias_prob", self.table_alias_prob)
         _check_fraction("short_listing_prob", self.short_listing_prob)
+        _check_fraction("column_alias_prob", self.column_alias_prob)
 
 
 @dataclass
@@ -137,6 +141,7 @@ class RewardConfig:
     no_hallucination: float = 0.0
     recovered: float = 0.0
     submitted: float = 0.0
+    no_repeats: float = 0.0
 
 
 @dataclass

@@ -8,7 +8,11 @@ identifier shaped like the world's ids (`vortakel`, `xqr_2011`, `tatqa_1f0c9e2a`
 `report_table`: `random_table_aliases`). With probability `short_listing_prob` the company also lists only the
 task's own tables and up to `SHORT_LISTING_OTHERS` others (`EntityAliases.hidden`: the rest do not exist in that
 episode): the train split is SEC 10-K filers listing 18-71 tables each, while FinQA and TAT-QA filings list one
-or two, a listing shape a policy trained on long listings alone never saw. The agent sees only aliases — in the
+or two, a listing shape a policy trained on long listings alone never saw. With probability `column_alias_prob`
+the year columns of the company's tables (`2024`) are renamed in one of the shapes FinQA and TAT-QA tables have
+(`year_ended_december_31_2024`, `fiscal_2024`, `2024_in_millions`, ...: `COLUMN_ALIAS_STYLES`): the train split's
+columns are mostly bare years 2022-2024, and a policy trained on them alone wrote `SELECT "2024"` on every held-out
+table, whatever its columns. The agent sees only aliases — in the
 observation and in every tool output — and its arguments are translated back before the real tool runs, so the only way
 to a working call is to copy the names it was given. The real company's own name, used in an aliased
 episode, is an unknown company (memorising it earns nothing). Telemetry and grading are the real
@@ -26,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rl_assets.env import FinQAEnv
+from rl_assets.env import FinQAEnv, table_note
+from rl_assets.sandbox import quote_column
 
 CONSONANTS = "bcdfghjklmnprstvwxz"
 VOWELS = "aeiou"
@@ -49,6 +54,7 @@ class EntityAliases:
     company_alias: str
     tables: dict[str, str] = field(default_factory=dict)  # real table name -> alias
     hidden: frozenset[str] = frozenset()  # real table names this episode's company does not list (nor answer for)
+    column_style: str | None = None  # year columns shown as column_style.format(year=...) (COLUMN_ALIAS_STYLES)
 
     def __post_init__(self):
         self._to_alias = {self.company: self.company_alias, **self.tables}
@@ -61,11 +67,11 @@ class EntityAliases:
     @classmethod
     def draw(cls, seed: int, company: str, table_names: list[str], table_alias_prob: float,
              taken: frozenset[str] = frozenset(), short_listing_prob: float = 0.0,
-             task_tables: list[str] = ()) -> "EntityAliases":
+             task_tables: list[str] = (), column_alias_prob: float = 0.0) -> "EntityAliases":
         """Random aliases for one episode, deterministic in `seed`; never one of the `taken` names. With
         probability `short_listing_prob` only `task_tables` and up to `SHORT_LISTING_OTHERS` other tables are
         listed (the aliases are drawn for those alone: a one-table listing in the `report` style is TAT-QA's
-        `["report_table"]`)."""
+        `["report_table"]`). With probability `column_alias_prob` the year columns are renamed in one style."""
         rng = random.Random(f"{seed}:{company}")
         alias = company
         while alias == company or alias in taken:
@@ -82,7 +88,19 @@ class EntityAliases:
         tables: dict[str, str] = {}
         if table_names and rng.random() < table_alias_prob:
             tables = dict(zip(sorted(table_names), random_table_aliases(rng, len(table_names))))
-        return cls(company, alias, tables, hidden)
+        column_style = None
+        if column_alias_prob and rng.random() < column_alias_prob:  # no draw at 0: earlier episodes unchanged
+            column_style = rng.choice(COLUMN_ALIAS_STYLES)
+        return cls(company, alias, tables, hidden, column_style)
+
+    def column_aliases(self, columns: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """Real column -> alias for one table of the company: its year columns in this episode's style (none
+        without a style; a column whose alias the table already has keeps its name)."""
+        if self.column_style is None:
+            return {}
+        taken = {c.lower() for c in columns}
+        renamed = {c: self.column_style.format(year=c) for c in columns if YEAR_COLUMN.fullmatch(c)}
+        return {real: alias for real, alias in renamed.items() if alias.lower() not in taken}
 
     def to_alias(self, text: str) -> str:
         """`text` (an observation or a tool output) with every real name replaced by its alias."""
@@ -112,6 +130,10 @@ class EntityAliases:
 
 
 TABLE_ALIAS_STYLES = ("page", "table", "words", "report")
+YEAR_COLUMN = re.compile(r"(?:19|20)\d\d")
+# year-column shapes of the held-out sources' tables (FinQA, TAT-QA): the train split's SEC columns are bare years
+COLUMN_ALIAS_STYLES = ("year_ended_december_31_{year}", "december_31_{year}", "fiscal_{year}", "fiscal_year_{year}",
+                       "{year}_in_millions", "{year}_m", "fy{year}")
 SHORT_LISTING_OTHERS = 3  # a short listing: the task's tables and 0-3 others, like a FinQA or TAT-QA filing's
 
 
@@ -160,11 +182,12 @@ class TrainingEnv(FinQAEnv):
     record of every tool output the agent was shown (`outputs`), which tells how many results TRL dropped for
     overflowing `max_completion_length`."""
 
-    def __init__(self, snapshot, *, table_alias_prob: float = 0.0, short_listing_prob: float = 0.0, splits=("train",),
-                 **env_kwargs):
+    def __init__(self, snapshot, *, table_alias_prob: float = 0.0, short_listing_prob: float = 0.0,
+                 column_alias_prob: float = 0.0, splits=("train",), **env_kwargs):
         super().__init__(snapshot=snapshot, splits=splits, **env_kwargs)
         self.table_alias_prob = table_alias_prob
         self.short_listing_prob = short_listing_prob
+        self.column_alias_prob = column_alias_prob
         self.aliases: EntityAliases | None = None
         self.outputs: list[tuple[str, dict[str, Any], str]] = []  # (tool, arguments as written, output shown)
         self.tool_seconds = 0.0  # time spent in tool calls since the trainer last cleared it
@@ -179,7 +202,7 @@ class TrainingEnv(FinQAEnv):
             self.aliases = EntityAliases.draw(
                 int(seed), company, list(self._world.tables.get(company, {})), self.table_alias_prob,
                 taken=frozenset(self._world.tables), short_listing_prob=self.short_listing_prob,
-                task_tables=_task_tables(task),
+                task_tables=_task_tables(task), column_alias_prob=self.column_alias_prob,
             )
             observation = self.aliases.to_alias(observation)
         return observation
@@ -199,6 +222,43 @@ class TrainingEnv(FinQAEnv):
         if self.aliases and self.aliases.hidden and world_id == self.aliases.company:
             return {name: info for name, info in tables.items() if name not in self.aliases.hidden}
         return tables
+
+    def _shown_columns(self, table_name: str) -> dict[str, str]:
+        """Real column -> the name this episode shows, for a (real) table of the episode's company; {} when its
+        columns keep their names. Private, though the oracle's trajectories read it: TRL makes every public method
+        of an environment a tool."""
+        if not (self.aliases and self.aliases.column_style):
+            return {}
+        info = self._listed_tables(self.aliases.company).get(table_name)
+        return self.aliases.column_aliases(info.columns) if info else {}
+
+    def _episode_columns(self, company_name: Any, table_name: Any) -> dict[str, str]:
+        """`_shown_columns` of a tool call's (real, possibly misspelt) company and table."""
+        if not (self.aliases and self.aliases.column_style):
+            return {}
+        world_id = self._world.resolve_company(company_name) if isinstance(company_name, str) else None
+        if world_id != self.aliases.company or not isinstance(table_name, str):
+            return {}
+        return self._shown_columns(self._world.resolve_table(world_id, table_name) or "")
+
+    def _table_info(self, company_name: Any, table_name: Any):
+        text, kind, rows = super()._table_info(company_name, table_name)
+        renames = self._episode_columns(company_name, table_name) if kind is None else {}
+        if renames:
+            payload = json.loads(text)
+            for column in payload["columns"]:
+                column["name"] = renames.get(column["name"], column["name"])
+            payload["row_label_column"] = renames.get(payload["row_label_column"], payload["row_label_column"])
+            payload["note"] = table_note([c["name"] for c in payload["columns"]])
+            text = json.dumps(payload, ensure_ascii=False)
+        return text, kind, rows
+
+    def _sql(self, company_name: Any, table_name: Any, query: Any):
+        renames = self._episode_columns(company_name, table_name)
+        if not renames or not isinstance(query, str):
+            return super()._sql(company_name, table_name, query)
+        text, kind, rows = super()._sql(company_name, table_name, columns_to_real(query, renames))
+        return columns_to_alias(text, renames, result=kind is None), kind, rows
 
     def _shown_table_names(self, world_id: str) -> list[str]:
         """With table aliases, an unknown table's `Closest:` hint is picked among the aliases the agent sees (a
@@ -229,7 +289,45 @@ def training_env(snapshot, config) -> TrainingEnv:
     """The training environment a `TrainConfig` describes (its `data` aliasing and listing options, its `env`)."""
     return TrainingEnv(snapshot, table_alias_prob=config.data.table_alias_prob,
                        short_listing_prob=config.data.short_listing_prob,
+                       column_alias_prob=config.data.column_alias_prob,
                        description_chars=config.env.description_chars)
+
+
+def columns_to_real(query: str, renames: dict[str, str]) -> str:
+    """A query as the agent wrote it (column aliases, bare or double-quoted) -> the query the real table runs. A
+    real column name the episode renamed (`"2024"` shown as `fiscal_2024`) becomes an unknown column: it was never
+    shown, so writing it is a memorised name, not a copied one."""
+    to_real = {alias.lower(): real for real, alias in renames.items()}
+    hidden = {real.lower(): real for real in renames}
+    quoted = "|".join(re.escape(name) for name in sorted([*to_real, *hidden], key=len, reverse=True))
+    bare = "|".join(re.escape(alias) for alias in sorted(to_real, key=len, reverse=True))
+    pattern = re.compile(rf'"(?:{quoted})"|(?<![A-Za-z0-9_"])(?:{bare})(?![A-Za-z0-9_"])', re.IGNORECASE)
+
+    def replace(match: re.Match) -> str:
+        name = match.group(0).strip('"').lower()
+        if match.group(0).startswith('"') and name in hidden:
+            return '"' + hidden[name] + UNALIASED_SUFFIX + '"'
+        return '"' + to_real[name] + '"'
+
+    return pattern.sub(replace, query)
+
+
+def columns_to_alias(text: str, renames: dict[str, str], result: bool) -> str:
+    """A query's output with the real column names shown as the episode's aliases: the keys of a result's rows
+    (never a cell value), or the quoted names of an error (its column list, the query it echoes)."""
+    if result:
+        keys = re.compile(rf'"({"|".join(re.escape(r) for r in renames)})"(?=\s*:)')
+        return keys.sub(lambda m: json.dumps(renames[m.group(1)]), text)
+    lower = {real.lower(): alias for real, alias in renames.items()}
+    names = sorted(renames, key=len, reverse=True)
+    pattern = re.compile(rf'"({"|".join(re.escape(n) for n in names)})({re.escape(UNALIASED_SUFFIX)})?"', re.IGNORECASE)
+
+    def replace(match: re.Match) -> str:
+        if match.group(2):  # a real name the agent wrote, shown as it wrote it
+            return f'"{match.group(1)}"'
+        return quote_column(lower[match.group(1).lower()])
+
+    return pattern.sub(replace, text)
 
 
 def _task_tables(task: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ environment class).
 | `no_hallucination` | calls were made and none named a company, table or column that does not exist |
 | `recovered` | calls were made and the episode did not end stuck after an error (no error, or recovered) |
 | `submitted` | an answer was submitted |
+| `no_repeats` | (fraction of) calls that do not repeat an earlier call's tool and arguments exactly (rubric `redundant_calls`) |
 
 A tiny model trained from scratch is almost never correct on a CPU budget, so correctness alone gives GRPO
 no signal there: the tiny configs weight the shaping terms; real-model configs use correctness only.
@@ -26,7 +27,8 @@ from typing import Any, Callable
 
 from rl_assets.rollouts import well_formed_call
 
-SHAPING_TERMS = ("well_formed", "company_used", "schema_before_query", "no_hallucination", "recovered", "submitted")
+SHAPING_TERMS = ("well_formed", "company_used", "schema_before_query", "no_hallucination", "recovered", "submitted",
+                 "no_repeats")
 
 
 def model_turns(completion: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,6 +82,18 @@ def submitted(completions, environments, **kwargs) -> list[float]:
     return [float(env.report["rubric"]["answered"]) for env in environments]
 
 
+def no_repeats(completions, environments, **kwargs) -> list[float]:
+    """The fraction of calls that are not an exact repeat of an earlier one: a policy that repeats one call (failing
+    or not) until its turns run out scores near 0, one that moves on scores 1 (graded, so that rollouts of one group
+    that repeat more or less differ in reward)."""
+    scores = []
+    for env in environments:
+        rubric = env.report["rubric"]
+        calls = rubric["tool_calls"]
+        scores.append((calls - rubric["redundant_calls"]) / calls if calls else 0.0)
+    return scores
+
+
 TERMS: dict[str, Callable[..., list[float]]] = {f.__name__: f for f in
                                                  (well_formed, company_used, schema_before_query, no_hallucination,
-                                                  recovered, submitted)}
+                                                  recovered, submitted, no_repeats)}

@@ -5,7 +5,7 @@ Layout of `<output>/`:
     checkpoints/run.json          the config hash and snapshot hash this directory belongs to
     checkpoints/base/             the tiny model as built (tokenizer + initial weights), or the base tokenizer
     checkpoints/sft/checkpoint-N  TRL checkpoints (model, optimizer, scheduler, RNG, data position)
-    checkpoints/sft/final/        the SFT result, with `done.json` once the stage finished
+    checkpoints/sft/final/        the SFT result, with `done.json` once the stage finished (and its prompt.json)
     checkpoints/grpo/...          the same for GRPO
     model/                        the trained policy (save_pretrained format) + tokenizer + prompt.json
     metrics.jsonl samples.jsonl lineage.json README.md training_curve.png
@@ -186,7 +186,7 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
             examples = sft_examples(conversations[:sft_count], sft.prefix_turns)  # the same on a resumed run
             trainer = run_sft(config, model, tokenizer, examples, tools, checkpoints / "sft", reporter,
                               peft_config=lora_config(config), resume_from=resume, use_cpu=use_cpu)
-            _finish_stage(trainer, tokenizer, stage_dir)
+            _finish_stage(trainer, tokenizer, stage_dir, config, system_prompt)
         else:
             reporter.info("sft: finished earlier, reusing checkpoints/sft/final")
 
@@ -205,7 +205,7 @@ def train(config: TrainConfig, snapshot: str | Path, output: str | Path, reporte
             resume = _resume_point("grpo", checkpoints / "grpo", reporter)
             trainer = run_grpo(config, model, tokenizer, tasks, snapshot, checkpoints / "grpo", reporter, system_prompt,
                                peft_config=peft, resume_from=resume, use_cpu=use_cpu)
-            _finish_stage(trainer, tokenizer, grpo_final)
+            _finish_stage(trainer, tokenizer, grpo_final, config, system_prompt)
         else:
             reporter.info("grpo: finished earlier, reusing checkpoints/grpo/final")
         stage_dir = grpo_final
@@ -224,11 +224,14 @@ def _resume_point(stage: str, stage_dir: Path, reporter: Reporter) -> str | None
     return str(checkpoint) if checkpoint else None
 
 
-def _finish_stage(trainer, tokenizer, final: Path) -> None:
+def _finish_stage(trainer, tokenizer, final: Path, config: TrainConfig, system_prompt: str) -> None:
+    """A finished stage's model, playable on its own: with the `prompt.json` of the run's `model/` (its dtype and
+    environment options), so a run that stops in a later stage still has a correctly played earlier one."""
     if final.exists():
         shutil.rmtree(final)
     trainer.save_model(str(final))
     tokenizer.save_pretrained(final)
+    _write_prompt(config, final, system_prompt)
     (final / DONE_FILE).write_text(json.dumps({"steps": trainer.state.global_step}) + "\n")
 
 

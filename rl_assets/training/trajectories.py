@@ -9,7 +9,7 @@ calculator expression is written from the cells as the agent saw them (`$1,234` 
 when the environment grades its submitted answer correct.
 
 A *recovery demonstration* (`mistake=` one of `MISTAKES`) adds one wrong call before the right one — a table name
-that is not in the listing, a column the table does not have, a row label that matches no row — with the
+that is not in the listing, a column the table does not have (with renamed year columns often the bare year), a row label that matches no row — with the
 environment's real answer to it (the error with its `Closest:` hint or column list, or `[]`), then carries on as
 the oracle does. The wrong turn is marked `"mistake": True`: the chat template renders it without generation
 markers, so SFT shows it as context and trains only on what follows (read the error, make a different call), the
@@ -57,6 +57,9 @@ def oracle_conversation(env: TrainingEnv, task: dict[str, Any], system_prompt: s
     def table_name(real: str) -> str:
         return aliases.tables.get(real, real) if aliases else real
 
+    def column_name(table: str, real: str) -> str:
+        return env._shown_columns(table).get(real, real)
+
     def call(tool: str, **arguments: Any) -> str:
         output = getattr(env, tool)(**arguments)
         messages.append({"role": "assistant", "content": "",
@@ -97,17 +100,19 @@ def oracle_conversation(env: TrainingEnv, task: dict[str, Any], system_prompt: s
     literals = []
     for i, op in enumerate(operands):
         table = table_name(op["table"])
+        column = column_name(op["table"], op["column"])
+        label_column = column_name(op["table"], op["row_label_column"])
         if i == 0 and mistake == "unknown_column":
             wrong_call("sql_query", [{"company_name": company, "table_name": table,
-                                      "query": select(column, table, op["row_label_column"], op["row_label"])}
-                                     for column in wrong_columns(op["column"], first_columns, rng)],
+                                      "query": select(wrong, table, label_column, op["row_label"])}
+                                     for wrong in wrong_columns(column, first_columns, rng)],
                        lambda out: out.startswith("Error (unknown_column)"))
         elif i == 0 and mistake == "no_rows":
             wrong_call("sql_query", [{"company_name": company, "table_name": table,
-                                      "query": select(op["column"], table, op["row_label_column"], label)}
+                                      "query": select(column, table, label_column, label)}
                                      for label in wrong_row_labels(op["row_label"], rng)],
                        lambda out: out.strip() == "[]")
-        query = select(op["column"], table, op["row_label_column"], op["row_label"])
+        query = select(column, table, label_column, op["row_label"])
         rows = json.loads(call("sql_query", company_name=company, table_name=table, query=query))
         cells = [next(iter(r.values())) for r in rows if r]
         text = op["cell_text"] if op["cell_text"] in cells else (cells[0] if cells else None)
@@ -137,9 +142,11 @@ def wrong_table_names(name: str, rng: random.Random) -> list[str]:
 
 
 def wrong_columns(column: str, columns: list[str], rng: random.Random) -> list[str]:
-    """Columns the table does not have: a neighbouring year, a generic name, a plural."""
+    """Columns the table does not have: a neighbouring year, the bare year of a renamed year column (`2024` for
+    `fiscal_2024`, what a policy trained on bare years writes), a generic name, a plural."""
     taken = {c.lower() for c in columns}
     candidates = [str(int(column) + d) for d in (1, -1, 2)] if column.isdigit() else []
+    candidates += [year for year in re.findall(r"(?<!\d)(?:19|20)\d\d(?!\d)", column) if year != column]
     candidates += [column + "s", "value", "amount", "total", "2023"]
     candidates = [c for c in dict.fromkeys(candidates) if c.lower() not in taken]
     rng.shuffle(candidates)
