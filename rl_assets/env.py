@@ -366,6 +366,11 @@ class FinQAEnv:
         table not listed is unknown to every tool)."""
         return self._world.tables[world_id]
 
+    def _shown_column_names(self, info: TableInfo) -> dict[str, str]:
+        """Real column -> the name the agent is shown, for the columns shown under another name: none here (a
+        subclass that renames columns returns its renames)."""
+        return {}
+
     def _shown_table_names(self, world_id: str) -> list[str]:
         """The company's table names as the agent is shown them (an unknown-table error's hint is picked among
         these: a subclass that renames tables returns the names it shows)."""
@@ -390,9 +395,10 @@ class FinQAEnv:
         info, error, kind = self._table(world_id, table_name)
         if error:
             return error, kind, 0
+        shown = self._shown_column_names(info)
         columns = [
             {
-                "name": c,
+                "name": shown.get(c, c),
                 "dtype": "VARCHAR",
                 **({"number_kinds": info.value_kinds[c]} if c in info.value_kinds else {}),
             }
@@ -403,10 +409,10 @@ class FinQAEnv:
             "table_name": info.table_name,
             "description": info.description,
             "columns": columns,
-            "row_label_column": info.row_label_column,
+            "row_label_column": shown.get(info.row_label_column, info.row_label_column),
             "row_labels": labels[:200],
             "n_rows": len(labels),
-            "note": table_note(info.columns),
+            "note": table_note([c["name"] for c in columns]),
         }
         return json.dumps(payload, ensure_ascii=False), None, 0
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rl_assets.env import FinQAEnv, table_note
+from rl_assets.env import FinQAEnv
 from rl_assets.sandbox import quote_column
 
 CONSONANTS = "bcdfghjklmnprstvwxz"
@@ -230,7 +230,12 @@ class TrainingEnv(FinQAEnv):
         if not (self.aliases and self.aliases.column_style):
             return {}
         info = self._listed_tables(self.aliases.company).get(table_name)
-        return self.aliases.column_aliases(info.columns) if info else {}
+        return self._shown_column_names(info) if info else {}
+
+    def _shown_column_names(self, info) -> dict[str, str]:
+        if not (self.aliases and self.aliases.column_style) or info.world_id != self.aliases.company:
+            return {}
+        return self.aliases.column_aliases(info.columns)
 
     def _episode_columns(self, company_name: Any, table_name: Any) -> dict[str, str]:
         """`_shown_columns` of a tool call's (real, possibly misspelt) company and table."""
@@ -240,18 +245,6 @@ class TrainingEnv(FinQAEnv):
         if world_id != self.aliases.company or not isinstance(table_name, str):
             return {}
         return self._shown_columns(self._world.resolve_table(world_id, table_name) or "")
-
-    def _table_info(self, company_name: Any, table_name: Any):
-        text, kind, rows = super()._table_info(company_name, table_name)
-        renames = self._episode_columns(company_name, table_name) if kind is None else {}
-        if renames:
-            payload = json.loads(text)
-            for column in payload["columns"]:
-                column["name"] = renames.get(column["name"], column["name"])
-            payload["row_label_column"] = renames.get(payload["row_label_column"], payload["row_label_column"])
-            payload["note"] = table_note([c["name"] for c in payload["columns"]])
-            text = json.dumps(payload, ensure_ascii=False)
-        return text, kind, rows
 
     def _sql(self, company_name: Any, table_name: Any, query: Any):
         renames = self._episode_columns(company_name, table_name)
