@@ -22,9 +22,20 @@ REPLAY = Path(__file__).with_name("openenv_client_replay.py")
 
 
 @pytest.fixture(scope="module")
-def client_runs(server, snapshot_dir, trajectories) -> dict[str, dict | str]:
+def clients_server(snapshot_dir):
+    """A server of this module's own with room for both clients' 32 sessions at once: on the suite's shared server
+    (48 sessions) the two clients, run side by side, could hold 64 and one of them was refused (CAPACITY_REACHED,
+    in a clean clone's run, depending on which client's virtualenv was ready first)."""
+    with start_server(snapshot_dir, max_sessions=len(CLIENTS) * N_TRAJECTORIES + 4, session_timeout_s=120) as process:
+        yield process
+        assert process.process.poll() is None, f"the server died:\n{process.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def client_runs(clients_server, snapshot_dir, trajectories) -> dict[str, dict | str]:
     """package -> what its client saw, or why it could not run: both clients (virtualenvs built on first use)
-    replay the 32 trajectories at once against `server`, then probe a server limited to 2 sessions."""
+    replay the 32 trajectories at once against `clients_server`, then probe a server limited to 2 sessions."""
+    server = clients_server
     job = {"url": server.url, "episodes": [{"task_id": t.task_id, "calls": t.calls} for t in trajectories],
            "capacity": 2}
 
@@ -83,7 +94,7 @@ def client_run(client_runs, package: str) -> dict:
 
 
 @pytest.mark.parametrize("package", list(CLIENTS))
-def test_32_concurrent_openenv_clients_replay_oracle_trajectories(package, client_runs, server, trajectories):
+def test_32_concurrent_openenv_clients_replay_oracle_trajectories(package, client_runs, clients_server, trajectories):
     results = client_run(client_runs, package)["episodes"]
     assert len(results) == N_TRAJECTORIES
     for trajectory, result in zip(trajectories, results):
@@ -99,7 +110,7 @@ def test_32_concurrent_openenv_clients_replay_oracle_trajectories(package, clien
             assert result["top_metadata"] == result["observation_metadata"]
         assert "is done" in result["after_done"]  # a call after done is an error, not a new episode
         assert result["step_count"] == len(trajectory.calls)
-    wait_until(lambda: active_sessions(server.url) == 0, what="each client's session to end")
+    wait_until(lambda: active_sessions(clients_server.url) == 0, what="each client's session to end")
 
 
 @pytest.mark.parametrize("package", list(CLIENTS))
