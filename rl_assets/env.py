@@ -25,6 +25,7 @@ import difflib
 import json
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -281,7 +282,8 @@ class FinQAEnv:
             query: The SQL query.
 
         Returns:
-            The result rows as JSON, or an error message explaining what to fix.
+            The result rows as JSON (an empty result whose filter names no row label adds the closest
+            labels), or an error message explaining what to fix.
         """
         return self._call(
             "sql_query", {"company_name": company_name, "table_name": table_name, "query": query}, self._sql
@@ -430,7 +432,8 @@ class FinQAEnv:
             columns=info.columns, cache=self._cache,
         )
         if result.ok:
-            return result.text, None, result.rows
+            text = result.text + (no_rows_hint(info, query, self._shown_column_names(info)) if result.rows == 0 else "")
+            return text, None, result.rows
         return result.text, result.error_kind, 0
 
     def _calculate(self, expression: Any):
@@ -473,6 +476,33 @@ def table_note(columns: Iterable[str]) -> str:
     if quoted:
         note += f" Quote column names that are not plain words in SQL, as in {quoted}."
     return note
+
+
+ROW_LABELS_IN_HINT = 3  # closest row labels named under an empty result
+ROW_LABEL_LIST_CHARS = 600  # the labels listed under an empty result when none is close (get_table_info has them all)
+_STRING_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+
+
+def no_rows_hint(info: TableInfo, query: str, shown_columns: dict[str, str]) -> str:
+    """What an empty result adds when the query compares the row-label column with a text that is no row label:
+    the closest row labels, whatever their case (`'acquired licenses'` -> `'Acquired licenses and other
+    intangibles'`), or the labels themselves. Empty for any other empty result (a filter on a value column, a
+    LIKE pattern, a label that exists)."""
+    labels = [label for label in info.row_labels if label]
+    label_column = shown_columns.get(info.row_label_column, info.row_label_column)
+    if not labels or label_column.lower() not in query.lower():
+        return ""
+    known = set(labels)
+    missing = [text for text in (m.replace("''", "'") for m in _STRING_LITERAL.findall(query))
+               if text not in known and "%" not in text]
+    if not missing:
+        return ""
+    by_lower = {label.lower(): label for label in reversed(labels)}  # the first of labels that differ in case only
+    close = difflib.get_close_matches(missing[0].lower(), list(by_lower), n=ROW_LABELS_IN_HINT, cutoff=0.5)
+    head = f"\nNo row has {sandbox.quote_column(label_column)} = {sandbox.quote_literal(missing[0])}."
+    if close:
+        return head + " Closest row labels: " + ", ".join(sandbox.quote_literal(by_lower[c]) for c in close) + "."
+    return head + " Row labels: " + _bounded_list([sandbox.quote_literal(label) for label in labels], ROW_LABEL_LIST_CHARS, "labels") + "."
 
 
 def _text_or(value: Any, default: str | None) -> str | None:

@@ -25,6 +25,7 @@ import duckdb
 
 from rl_assets import grading, programs
 from rl_assets.env import FinQAEnv, close_world
+from rl_assets.sandbox import quote_literal, result_rows
 from rl_assets.snapshot import Snapshot, discard_staged, is_published, publish_snapshot
 from rl_assets.versioning import code_version, module_closure
 
@@ -50,10 +51,6 @@ class OracleResult:
 
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def operand_query(op: dict[str, Any]) -> str:
@@ -113,8 +110,8 @@ def _fetch(env: FinQAEnv, company: str, op: dict[str, Any]) -> float:
     if output.startswith("Error"):
         raise OracleFailure("query_failed", output)
     try:
-        rows = json.loads(output)
-    except json.JSONDecodeError:
+        rows = result_rows(output)  # the JSON rows, without a note after them
+    except ValueError:
         raise OracleFailure("unparsable_query_output", output[:200]) from None
     cells = [next(iter(r.values())) for r in rows if r]
     if not cells:

@@ -10,6 +10,7 @@ import pytest
 
 from rl_assets.env import FinQAEnv
 from rl_assets.oracle import operand_query
+from rl_assets.sandbox import quote_literal
 
 TOOLS = ["calculator", "get_descriptions", "get_table_info", "sql_query", "submit_answer"]
 
@@ -82,6 +83,37 @@ def test_sql_query_returns_the_gold_cell(env, tasks):
     env.reset(**task)
     rows = json.loads(env.sql_query(task["world_id"], op["table"], operand_query(op)))
     assert op["cell_text"] in [r[op["column"]] for r in rows]
+
+
+def test_an_empty_result_names_the_closest_row_labels(env, tasks):
+    """A label written in another case or with a word too gives `[]` and the closest real labels (held-out policies
+    wrote FinQA's `Acquired licenses` as `acquired licenses`); an empty result for any other reason adds nothing."""
+    checked = 0
+    for task in [t for t in tasks if t["question_type"] == "single_table"][:40]:
+        op = json.loads(task["gold_operands"])[0]
+        label, label_column = op["row_label"], op["row_label_column"]
+        labels = _row_labels(env, task, op)
+        if label.lower() == label or sum(x.lower() == label.lower() for x in labels) > 1:
+            continue  # a lower-case label would match; two labels that differ in case only are both close
+
+        def query(where: str) -> str:
+            return env.sql_query(task["world_id"], op["table"], f'SELECT "{op["column"]}" FROM {op["table"]} WHERE {where}')
+
+        lower = query(f'"{label_column}" = {quote_literal(label.lower())}')
+        assert lower.startswith("[]\nNo row has "), lower
+        assert lower.split("Closest row labels: ")[1].startswith(quote_literal(label)), lower  # the same label first
+        wordier = query(f'"{label_column}" = {quote_literal("total " + label)}')
+        assert wordier.startswith("[]") and quote_literal(label) in wordier, wordier
+        assert query(f'"{label_column}" = {quote_literal(label)} AND 1 = 0') == "[]"  # a real label: nothing to add
+        assert query(f'"{label_column}" LIKE \'%no such words%\'') == "[]"  # a pattern is not a label
+        assert [c.error_kind for c in env.tool_calls[-4:]] == [None] * 4  # an empty result is not an error
+        checked += 1
+    assert checked >= 5
+
+
+def _row_labels(env, task, op) -> list[str]:
+    env.reset(**task)
+    return json.loads(env.get_table_info(task["world_id"], op["table"]))["row_labels"]
 
 
 def test_clear_errors_that_list_what_exists(env, tasks):

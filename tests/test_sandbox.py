@@ -24,6 +24,7 @@ from rl_assets.sandbox import (
     SandboxLimits,
     open_world_db,
     quoting_example,
+    result_rows,
     run_query,
 )
 
@@ -298,6 +299,15 @@ def test_row_limit_truncates_with_note(con):
     assert result.ok and result.truncated and result.rows == 5
     assert "[truncated: showing 5 of >5 rows]" in result.text
     assert len(json.loads(result.text.rsplit("\n", 1)[0])) == 5
+    assert result_rows(result.text) == json.loads(result.text.rsplit("\n", 1)[0])  # the rows, without the note
+
+
+def test_result_rows_reads_the_rows_and_refuses_an_error():
+    assert result_rows('[{"2024": "$5"}]') == [{"2024": "$5"}]
+    assert result_rows("[]\nNo row has item = 'x'. Closest row labels: 'X'.") == []
+    for text in ("Error (unknown_column): ...", '{"a": 1}'):
+        with pytest.raises(ValueError):
+            result_rows(text)
 
 
 def test_exactly_max_rows_is_not_truncated(con):

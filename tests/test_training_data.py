@@ -195,13 +195,16 @@ def test_recovery_demonstrations_show_one_wrong_call_its_real_error_then_the_ora
         assert len(wrong) == 1 and demo[wrong[0]]["role"] == "assistant"
         i = wrong[0]
         output = demo[i + 1]["content"]
-        assert output == "[]" if mistake == "no_rows" else output.startswith("Error")
+        assert output.startswith("[]\nNo row has ") if mistake == "no_rows" else output.startswith("Error")
         assert demo[:i] + demo[i + 2:] == plain  # the rest is the oracle's conversation, unchanged
         assert demo[i + 2]["tool_calls"][0]["function"]["name"] == demo[i]["tool_calls"][0]["function"]["name"]
         assert demo[i + 2]["tool_calls"] != demo[i]["tool_calls"]  # the next call is a different one
         if mistake == "unknown_table":  # the hint names the table the agent sees, which the next call copies
             right = demo[i + 2]["tool_calls"][0]["function"]["arguments"]["table_name"]
             assert right in re.search(r"Closest: (.*?)\. Tables:", output).group(1).split(", ")
+        if mistake == "no_rows":  # the hint names the row label the next call writes
+            label = re.search(r"= ('(?:[^']|'')*')$", demo[i + 2]["tool_calls"][0]["function"]["arguments"]["query"]).group(1)
+            assert label in output.split("Closest row labels: ")[1], output
         assert replay(demo, env, task) == [m["content"] for m in demo if m["role"] == "tool"]
         assert env.get_reward() == 1.0
     with pytest.raises(ValueError, match="unknown mistake"):

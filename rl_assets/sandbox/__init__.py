@@ -46,8 +46,8 @@ from rl_assets.sandbox.cache import ResultCache
 from rl_assets.sandbox.execution import execute, open_world_db
 from rl_assets.sandbox.limits import SandboxLimits
 from rl_assets.sandbox.query import clear_validation_cache, run_query
-from rl_assets.sandbox.results import ERROR_KINDS, QueryResult, render
-from rl_assets.sandbox.validation import QueryRejected, Validated, quote_column, quoting_example, validate
+from rl_assets.sandbox.results import ERROR_KINDS, QueryResult, render, result_rows
+from rl_assets.sandbox.validation import QueryRejected, Validated, quote_column, quote_literal, quoting_example, validate
 
 __all__ = [
     "ERROR_KINDS",
@@ -60,8 +60,10 @@ __all__ = [
     "execute",
     "open_world_db",
     "quote_column",
+    "quote_literal",
     "quoting_example",
     "render",
+    "result_rows",
     "run_query",
     "validate",
 ]

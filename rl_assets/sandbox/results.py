@@ -10,7 +10,7 @@ from typing import Any
 
 from rl_assets.sandbox.limits import SandboxLimits
 
-__all__ = ["ERROR_KINDS", "QueryResult", "clean_message", "error_result", "render"]
+__all__ = ["ERROR_KINDS", "QueryResult", "clean_message", "error_result", "render", "result_rows"]
 
 
 @dataclass
@@ -118,3 +118,13 @@ def render(names: list[str], rows: list[tuple], limits: SandboxLimits) -> QueryR
             text = text[: limits.max_chars]
     truncated = more_rows or shown < len(lines)
     return QueryResult(ok=True, text=text, error_kind=None, rows=shown, chars=len(text), truncated=truncated)
+
+
+def result_rows(text: str) -> list[dict[str, Any]]:
+    """The rows of a query's output as the agent sees it: the JSON list `render` writes, without the lines that may
+    follow it (a truncation note, an empty result's closest row labels). Raises ValueError for any other text (an
+    error message)."""
+    rows, _ = json.JSONDecoder().raw_decode(text)
+    if not isinstance(rows, list):
+        raise ValueError(f"not a query result: {text[:80]!r}")
+    return rows

@@ -315,6 +315,11 @@ def quoting_example(columns: Iterable[str]) -> str | None:
     return next((quote_column(c) for c in columns if quote_column(c) != c), None)
 
 
+def quote_literal(text: str) -> str:
+    """`text` as an SQL string literal (`'it''s'`)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def quote_column(name: str) -> str:
     """`name` as SQL writes it: bare when a plain identifier, else in double quotes (`"2024"`)."""
     return name if _SIMPLE_IDENTIFIER.match(name) else '"' + name.replace('"', '""') + '"'

@@ -10,7 +10,8 @@ when the environment grades its submitted answer correct.
 
 A *recovery demonstration* (`mistake=` one of `MISTAKES`) adds one wrong call before the right one — a table name
 that is not in the listing, a column the table does not have (with renamed year columns often the bare year), a row label that matches no row — with the
-environment's real answer to it (the error with its `Closest:` hint or column list, or `[]`), then carries on as
+environment's real answer to it (the error with its `Closest:` hint or column list, or `[]` with the closest row
+labels), then carries on as
 the oracle does. The wrong turn is marked `"mistake": True`: the chat template renders it without generation
 markers, so SFT shows it as context and trains only on what follows (read the error, make a different call), the
 behaviour a policy that repeats a failing call never saw. The conversation still ends in a correct answer.
@@ -28,7 +29,8 @@ from typing import Any
 
 from rl_assets import calculator as calc
 from rl_assets.numbers import parse_number
-from rl_assets.oracle import quote_identifier, quote_literal
+from rl_assets.oracle import quote_identifier
+from rl_assets.sandbox import quote_literal, result_rows
 from rl_assets.prompts import initial_messages
 from rl_assets.training.environment import TrainingEnv
 
@@ -111,9 +113,9 @@ def oracle_conversation(env: TrainingEnv, task: dict[str, Any], system_prompt: s
             wrong_call("sql_query", [{"company_name": company, "table_name": table,
                                       "query": select(column, table, label_column, label)}
                                      for label in wrong_row_labels(op["row_label"], rng)],
-                       lambda out: out.strip() == "[]")
+                       lambda out, label=op["row_label"]: out.startswith("[]") and quote_literal(label) in out)
         query = select(column, table, label_column, op["row_label"])
-        rows = json.loads(call("sql_query", company_name=company, table_name=table, query=query))
+        rows = result_rows(call("sql_query", company_name=company, table_name=table, query=query))
         cells = [next(iter(r.values())) for r in rows if r]
         text = op["cell_text"] if op["cell_text"] in cells else (cells[0] if cells else None)
         if text is None:
@@ -154,9 +156,10 @@ def wrong_columns(column: str, columns: list[str], rng: random.Random) -> list[s
 
 
 def wrong_row_labels(label: str, rng: random.Random) -> list[str]:
-    """Row labels that match no row: a word added or dropped."""
+    """Row labels that match no row: the label in lower case (what a policy trained on the SEC split's lower-case
+    labels writes for `Acquired licenses`), a word added or dropped."""
     words = label.split()
-    candidates = [f"total {label}", f"{label} total", f"{label}, net"]
+    candidates = [label.lower(), f"total {label}", f"{label} total", f"{label}, net"]
     if len(words) > 1:
         candidates += [" ".join(words[:-1]), " ".join(words[1:])]
     candidates = [c for c in dict.fromkeys(candidates) if c.strip() and c != label]
