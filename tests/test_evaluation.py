@@ -201,6 +201,7 @@ def test_summary_with_a_baseline_and_the_report(snapshot_dir, store, tmp_path):
     text = report.path.read_text()
     assert oracle.evaluation_id in text and empty.evaluation_id in text and "oracle-copy" in text
     assert "(empty task set)" in text and "FROM episodes WHERE evaluation_id IN" in text
+    assert "| base model | none |" in text  # the oracle sits on no base model
     assert report.pass_at_1 == {SYNTH: 1.0, "multi_table-real-test": None}
     assert "data:image/png;base64," in report.markdown_with_embedded_images()
     # the query in the report traces the numbers

